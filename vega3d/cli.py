@@ -1,0 +1,24 @@
+"""The ``vega3d`` command line. Sub-commands live beside the code they run; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import typer
+
+from vega3d.data.commands import app as data_app
+
+app = typer.Typer(
+    name="vega3d",
+    help="VEGA-3D: data prep, feature extraction, training, evaluation and the Kubeflow pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
