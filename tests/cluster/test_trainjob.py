@@ -1,0 +1,350 @@
+"""The TrainJob object and the launcher's status handling, against Trainer API-shaped objects (no cluster)."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from kubernetes.client import ApiException
+
+from vega3d.train import trainjob as tj
+
+GPU_POOL = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _request(**changes) -> tj.TrainJobRequest:
+    fields = dict(
+        name="vega3d-train-0123456789",
+        namespace="vega3d",
+        image="ghcr.io/vega3d/vega3d-cuda:0.1.0",
+        train_args=["--preset", "wan_t2v", "--set", "train.zero_stage=3"],
+        num_nodes=2,
+        placement=tj.Placement(
+            accelerators_per_node=4, cpu="48", memory="480Gi", shm_size="32Gi",
+            node_selector=GPU_POOL, tolerations=[GPU_TAINT],
+        ),
+        env={"MLFLOW_TRACKING_URI": "http://mlflow.vega3d:5000", "AWS_ENDPOINT_URL": "http://seaweedfs:8333"},
+        deadline_s=7200,
+    )
+    fields.update(changes)
+    return tj.TrainJobRequest(**fields)
+
+
+def _node_pod_spec(manifest: dict) -> dict:
+    (patch,) = manifest["spec"]["runtimePatches"]
+    (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == "node"
+    return job["template"]["spec"]["template"]["spec"]
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+
+
+def test_manifest_carries_nodes_resources_command_and_runtime():
+    manifest = tj.build_trainjob(_request())
+    assert manifest["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and manifest["kind"] == "TrainJob"
+    assert manifest["metadata"] == {
+        "name": "vega3d-train-0123456789", "namespace": "vega3d",
+        "labels": {"app.kubernetes.io/part-of": "vega3d", "app.kubernetes.io/component": "train"},
+    }
+    spec = manifest["spec"]
+    assert spec["runtimeRef"] == {
+        "name": "vega3d-torch-deepspeed", "apiGroup": "trainer.kubeflow.org", "kind": "TrainingRuntime"
+    }
+    assert spec["activeDeadlineSeconds"] == 7200
+    trainer = spec["trainer"]
+    assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 4
+    assert trainer["image"] == "ghcr.io/vega3d/vega3d-cuda:0.1.0"
+    assert trainer["command"] == [
+        "torchrun", "--module", "vega3d.cli", "train", "--preset", "wan_t2v", "--set", "train.zero_stage=3"
+    ]
+    assert trainer["resourcesPerNode"] == {
+        "requests": {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": "4"},
+        "limits": {"memory": "480Gi", "nvidia.com/gpu": "4"},
+    }
+
+
+def test_manifest_places_pods_on_the_gpu_pool_with_shm():
+    pod = _node_pod_spec(tj.build_trainjob(_request()))
+    assert pod["nodeSelector"] == GPU_POOL
+    assert pod["tolerations"] == [GPU_TAINT]
+    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "32Gi"}}]
+    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}]
+    manifest = tj.build_trainjob(_request())
+    assert manifest["spec"]["runtimePatches"][0]["manager"] == "vega3d.io/trainjob-launcher"
+
+
+def test_manifest_env_has_values_and_secret_references_only():
+    env = tj.build_trainjob(_request())["spec"]["trainer"]["env"]
+    by_name = {e["name"]: e for e in env}
+    assert by_name["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.vega3d:5000"}
+    assert by_name["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "vega3d-s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}},
+    }
+    assert by_name["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vega3d-mlflow-credentials", "key": "MLFLOW_TRACKING_PASSWORD", "optional": True
+    }
+    assert sorted(by_name) == sorted([
+        "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+    ])
+
+
+def test_cpu_only_request_has_no_accelerator_and_no_placement():
+    manifest = tj.build_trainjob(_request(placement=tj.Placement(accelerators_per_node=0, cpu="4", memory="8Gi")))
+    trainer = manifest["spec"]["trainer"]
+    assert "numProcPerNode" not in trainer
+    assert trainer["resourcesPerNode"] == {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
+    pod = _node_pod_spec(manifest)
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+
+
+def test_owner_reference_comes_from_the_kfp_pod_env():
+    owner = tj.owner_from_env({"KFP_POD_NAME": "train-launcher-abc", "KFP_POD_UID": "1234-uid"})
+    assert owner == {"apiVersion": "v1", "kind": "Pod", "name": "train-launcher-abc", "uid": "1234-uid"}
+    assert tj.owner_from_env({"KFP_POD_NAME": "x"}) is None
+    manifest = tj.build_trainjob(_request(owner=owner))
+    assert manifest["metadata"]["ownerReferences"] == [owner]
+
+
+def test_manifest_yaml_round_trips():
+    manifest = tj.build_trainjob(_request())
+    assert yaml.safe_load(tj.manifest_yaml(manifest)) == manifest
+
+
+def test_trainjob_name_is_a_short_dns_label_unique_per_run():
+    a = tj.trainjob_name("VEGA3D_Train", "run-1")
+    b = tj.trainjob_name("VEGA3D_Train", "run-2")
+    assert a.startswith("vega3d-train-") and a != b and len(a) == len("vega3d-train-") + 10
+    long = tj.trainjob_name("9" + "x" * 80, "run")
+    assert len(long) <= 40 and long[0].isalpha()
+    tj.build_trainjob(_request(name=long))  # valid
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"name": "Vega_Train"}, "RFC 1035"),
+        ({"name": "a" * 41}, "at most 40"),
+        ({"num_nodes": 0}, "num_nodes"),
+        ({"image": ""}, "image"),
+        ({"env": {"AWS_ACCESS_KEY_ID": "literal"}}, "set twice"),
+        ({"placement": tj.Placement(tolerations=[{"effect": "NoSchedule"}])}, "toleration"),
+    ],
+)
+def test_bad_requests_are_rejected_with_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tj.build_trainjob(_request(**changes))
+
+
+# ------------------------------------------------------------------------------------- status handling
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> dict:
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-11-24T08:00:00Z"}
+
+
+CREATED = {"status": {"jobsStatus": [{"name": "node", "ready": 0, "succeeded": 0, "failed": 0, "active": 1,
+                                      "suspended": 0}]}}
+RUNNING = {"status": {"conditions": [_condition("Suspended", "False", "Resumed", "TrainJob is resumed")],
+                      "jobsStatus": [{"name": "node", "ready": 1, "succeeded": 0, "failed": 0, "active": 1,
+                                      "suspended": 0}]}}
+COMPLETE = {"status": {"conditions": [
+    _condition("Suspended", "False", "Resumed", "TrainJob is resumed"),
+    _condition("Complete", "True", "AllJobsCompleted", "jobset completed successfully"),
+]}}
+FAILED = {"status": {"conditions": [
+    _condition("Failed", "True", "FailedJobs", "jobset failed due to one or more job failures"),
+]}}
+DEADLINE = {"status": {"conditions": [
+    _condition("Failed", "True", "DeadlineExceeded", "TrainJob exceeded its activeDeadlineSeconds"),
+]}}
+SUSPENDED = {"status": {"conditions": [_condition("Suspended", "True", "Suspended", "TrainJob is suspended")]}}
+
+
+class FakeCustomObjects:
+    """CustomObjectsApi stand-in: serves a scripted sequence of TrainJob states (or exceptions) to get()."""
+
+    def __init__(self, states, create_error: Exception | None = None):
+        self.states = list(states)
+        self.create_error = create_error
+        self.created: list[tuple] = []
+        self.deleted: list[tuple] = []
+        self.gets = 0
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        if self.create_error is not None:
+            raise self.create_error
+        self.created.append((group, version, namespace, plural, copy.deepcopy(body)))
+        return body
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        assert (group, version, plural) == ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+        state = self.states[min(self.gets, len(self.states) - 1)]
+        self.gets += 1
+        if isinstance(state, BaseException):
+            raise state
+        return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+                "metadata": {"name": name, "namespace": namespace}, **copy.deepcopy(state)}
+
+    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, body=None):
+        self.deleted.append((group, version, namespace, plural, name, body))
+        if len(self.deleted) > 1:
+            raise ApiException(status=404, reason="Not Found")
+
+
+def _pod(name: str, phase: str, created: int) -> SimpleNamespace:
+    return SimpleNamespace(metadata=SimpleNamespace(name=name, creation_timestamp=created),
+                           status=SimpleNamespace(phase=phase))
+
+
+class FakeCore:
+    """CoreV1Api stand-in: node-0 pod whose log grows by the scripted chunks, one per read."""
+
+    def __init__(self, chunks, pods=None):
+        self.chunks = list(chunks)
+        self.reads = 0
+        self.pods = pods or [_pod("vega3d-train-0123456789-node-0-0-abcde", "Running", 1)]
+        self.selectors: list[str] = []
+
+    def list_namespaced_pod(self, namespace, label_selector):
+        self.selectors.append(label_selector)
+        return SimpleNamespace(items=self.pods)
+
+    def read_namespaced_pod_log(self, name, namespace, container):
+        assert container == "node"
+        self.reads += 1
+        return "".join(self.chunks[: self.reads])
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _run(api, core=None, timeout_s=3600.0, poll_s=60.0, **kwargs):
+    clock = FakeClock()
+    lines: list[str] = []
+    manifest = tj.build_trainjob(_request())
+    outcome = tj.run_trainjob(api, manifest, timeout_s, poll_s, lines.append, core_api=core,
+                              clock=clock, sleep=clock.sleep, **kwargs)
+    return outcome, lines, clock
+
+
+def test_complete_is_success_and_the_job_is_deleted(tmp_path):
+    api = FakeCustomObjects([CREATED, RUNNING, RUNNING, COMPLETE])
+    core = FakeCore(["step 1 loss 2.0\n", "step 2 loss 1.5\n", "", "step 3 loss 1.1\ndone\n"])
+    path = tmp_path / "trainjob.yaml"
+    outcome, lines, clock = _run(api, core, manifest_path=str(path))
+    assert outcome.name == "vega3d-train-0123456789"
+    assert outcome.condition["reason"] == "AllJobsCompleted"
+    assert lines == ["step 1 loss 2.0", "step 2 loss 1.5", "step 3 loss 1.1", "done"]
+    assert outcome.log_lines == 4
+    assert api.gets == 4 and clock.now == 180.0  # three waits of poll_s before the fourth read
+    (created,) = api.created
+    assert created[:4] == ("trainer.kubeflow.org", "v1alpha1", "vega3d", "trainjobs")
+    assert created[4]["spec"]["trainer"]["numNodes"] == 2
+    assert api.deleted == [("trainer.kubeflow.org", "v1alpha1", "vega3d", "trainjobs", "vega3d-train-0123456789",
+                            {"propagationPolicy": "Foreground"})]
+    assert yaml.safe_load(path.read_text()) == created[4]
+    assert core.selectors[0] == (
+        "jobset.sigs.k8s.io/jobset-name=vega3d-train-0123456789,jobset.sigs.k8s.io/replicatedjob-name=node,"
+        "batch.kubernetes.io/job-completion-index=0"
+    )
+
+
+@pytest.mark.parametrize(
+    "state, reason", [(FAILED, "FailedJobs"), (DEADLINE, "DeadlineExceeded")]
+)
+def test_failed_condition_fails_with_reason_and_message(state, reason):
+    api = FakeCustomObjects([CREATED, RUNNING, state])
+    with pytest.raises(tj.TrainJobFailed, match=f"reason={reason}: ") as info:
+        _run(api)
+    assert state["status"]["conditions"][0]["message"] in str(info.value)
+    assert len(api.deleted) == 1
+
+
+def test_failed_wins_over_complete():
+    both = {"status": {"conditions": COMPLETE["status"]["conditions"] + FAILED["status"]["conditions"]}}
+    with pytest.raises(tj.TrainJobFailed):
+        _run(FakeCustomObjects([both]))
+
+
+def test_complete_condition_with_status_false_is_not_success():
+    not_yet = {"status": {"conditions": [_condition("Complete", "False", "Pending", "not yet")]}}
+    api = FakeCustomObjects([not_yet, not_yet, COMPLETE])
+    outcome, _, _ = _run(api)
+    assert api.gets == 3 and outcome.condition["status"] == "True"
+
+
+def test_timeout_raises_after_the_budget_and_deletes():
+    api = FakeCustomObjects([RUNNING])
+    with pytest.raises(tj.TrainJobTimeout, match="within 300 s"):
+        _run(api, timeout_s=300.0, poll_s=60.0)
+    assert api.gets == 6  # reads at t = 0, 60, ..., 300, then gives up
+    assert len(api.deleted) == 1
+
+
+def test_suspended_job_counts_against_the_timeout():
+    api = FakeCustomObjects([SUSPENDED])
+    with pytest.raises(tj.TrainJobTimeout):
+        _run(api, timeout_s=120.0, poll_s=60.0)
+
+
+def test_deleted_while_waiting_is_a_failure():
+    api = FakeCustomObjects([CREATED, RUNNING, ApiException(status=404, reason="Not Found")])
+    with pytest.raises(tj.TrainJobDeleted, match="deleted while running"):
+        _run(api)
+    assert len(api.deleted) == 1  # the delete on exit tolerates the missing object
+
+
+def test_transient_server_errors_are_retried():
+    api = FakeCustomObjects([ApiException(status=503, reason="Unavailable"), RUNNING, COMPLETE])
+    outcome, _, _ = _run(api)
+    assert outcome.condition["type"] == "Complete" and api.gets == 3
+
+
+def test_forbidden_is_raised_at_once():
+    api = FakeCustomObjects([ApiException(status=403, reason="Forbidden")])
+    with pytest.raises(ApiException):
+        _run(api)
+    assert api.gets == 1 and len(api.deleted) == 1
+
+
+def test_name_collision_does_not_delete_the_other_job():
+    api = FakeCustomObjects([COMPLETE], create_error=ApiException(status=409, reason="AlreadyExists"))
+    with pytest.raises(tj.TrainJobError, match="already exists"):
+        _run(api)
+    assert api.deleted == []
+
+
+def test_interruption_still_deletes_the_job():
+    api = FakeCustomObjects([KeyboardInterrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        _run(api)
+    assert len(api.deleted) == 1
+
+
+def test_logs_restart_with_a_new_pod_and_ignore_pending_pods():
+    api = FakeCustomObjects([RUNNING, RUNNING, COMPLETE])
+    core = FakeCore(["a\n", "b\n", "c\n"], pods=[_pod("p-pending", "Pending", 5)])
+    _, lines, _ = _run(api, core)
+    assert lines == [] and core.reads == 0
+    core = FakeCore(["a\n", "b\n", "c\n"], pods=[_pod("p-old", "Failed", 1), _pod("p-new", "Running", 2)])
+    logs = tj._NodeZeroLogs(core, "vega3d", "job", [].append)
+    logs.poll()
+    assert logs.pod == "p-new" and logs.seen == 1
+    core.pods = [_pod("p-newer", "Running", 3)]
+    logs.poll()
+    assert logs.pod == "p-newer" and logs.seen == 2 and logs.total == 3

@@ -1,0 +1,395 @@
+"""Multi-node training on Kubernetes through a Kubeflow Trainer ``TrainJob``.
+
+Two halves, both free of kfp:
+
+- :func:`build_trainjob` turns a :class:`TrainJobRequest` into the TrainJob object (a plain dict) that runs
+  ``torchrun -m vega3d.cli train ...`` (DeepSpeed inside) on ``num_nodes`` nodes of the GPU pool;
+- :func:`run_trainjob` creates it through an injected ``kubernetes.client.CustomObjectsApi``, streams the
+  node-0 logs through an injected ``CoreV1Api``, waits for an explicit terminal condition and deletes the
+  job on the way out, whatever happened.
+
+Target API: Kubeflow Trainer ``trainer.kubeflow.org/v1alpha1`` as served by Trainer v2.2 and later, where
+per-job pod settings (node selector, tolerations, volumes, volume mounts) go in ``spec.runtimePatches``
+(v2.0 called it ``podSpecOverrides`` and v2.1 ``podTemplateOverrides``; both were removed in v2.2). The
+runtime is a torch-distributed one: the Trainer's torch plugin sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``,
+``PET_NODE_RANK``, ``PET_MASTER_ADDR`` and ``PET_MASTER_PORT`` in every node, and torchrun reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+GROUP = "trainer.kubeflow.org"
+VERSION = "v1alpha1"
+PLURAL = "trainjobs"
+API_VERSION = f"{GROUP}/{VERSION}"
+#: The replicated job and container of a torch-distributed runtime that run the trainer.
+NODE_JOB = "node"
+NODE_CONTAINER = "node"
+#: Who owns our entry in ``spec.runtimePatches`` (the list is keyed by manager).
+PATCH_MANAGER = "vega3d.io/trainjob-launcher"
+#: The namespaced TrainingRuntime shipped in manifests/base/trainer-runtime.yaml.
+DEFAULT_RUNTIME = "vega3d-torch-deepspeed"
+#: Secrets the manifests expect (created by the operator, never committed); keys are the env names.
+S3_SECRET = "vega3d-s3-credentials"
+MLFLOW_SECRET = "vega3d-mlflow-credentials"
+
+_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_MAX_NAME = 40  # JobSet derives pod names "<name>-node-0-<index>-<random>" that must stay DNS labels
+
+
+class TrainJobError(RuntimeError):
+    """The TrainJob did not complete; the message says why (condition, timeout or deletion)."""
+
+
+class TrainJobFailed(TrainJobError):
+    """The Trainer set the ``Failed`` condition."""
+
+
+class TrainJobTimeout(TrainJobError):
+    """No terminal condition before the launcher's timeout."""
+
+
+class TrainJobDeleted(TrainJobError):
+    """The TrainJob disappeared (404) while the launcher was waiting for it."""
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """An environment variable read from a key of a Kubernetes Secret (never a literal value)."""
+
+    name: str
+    secret: str
+    key: str
+    optional: bool = False
+
+
+def default_secret_env() -> list[SecretEnv]:
+    """S3 and MLflow credentials by reference, as created from manifests/secrets.example.env."""
+    return [
+        SecretEnv("AWS_ACCESS_KEY_ID", S3_SECRET, "AWS_ACCESS_KEY_ID"),
+        SecretEnv("AWS_SECRET_ACCESS_KEY", S3_SECRET, "AWS_SECRET_ACCESS_KEY"),
+        SecretEnv("MLFLOW_TRACKING_USERNAME", MLFLOW_SECRET, "MLFLOW_TRACKING_USERNAME", optional=True),
+        SecretEnv("MLFLOW_TRACKING_PASSWORD", MLFLOW_SECRET, "MLFLOW_TRACKING_PASSWORD", optional=True),
+    ]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and with what each training node runs: one pod per node of the GPU pool."""
+
+    accelerators_per_node: int = 8
+    accelerator_resource: str = "nvidia.com/gpu"
+    cpu: str = "32"
+    memory: str = "400Gi"
+    shm_size: str = "64Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+    def resources(self) -> dict[str, Any]:
+        """ResourceRequirements per node: GPUs requested = limited (extended resources must match)."""
+        requests: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory}
+        limits: dict[str, Any] = {"memory": self.memory}
+        if self.accelerators_per_node > 0:
+            requests[self.accelerator_resource] = str(self.accelerators_per_node)
+            limits[self.accelerator_resource] = str(self.accelerators_per_node)
+        return {"requests": requests, "limits": limits}
+
+
+@dataclass(frozen=True)
+class TrainJobRequest:
+    """Everything a multi-node training run needs; ``train_args`` are passed to ``vega3d train`` as is."""
+
+    name: str
+    namespace: str
+    image: str
+    train_args: Sequence[str]
+    num_nodes: int = 1
+    placement: Placement = field(default_factory=Placement)
+    runtime: str = DEFAULT_RUNTIME
+    runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = "TrainingRuntime"
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Sequence[SecretEnv] = field(default_factory=default_secret_env)
+    deadline_s: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    owner: Mapping[str, str] | None = None
+
+
+def trainjob_name(prefix: str, run_id: str) -> str:
+    """A valid TrainJob name (RFC 1035 label, at most 40 characters) unique per run id.
+
+    ``trainjob_name("vega3d-train", "8f0c...-run")`` -> ``"vega3d-train-<10 hex of sha1(run_id)>"``.
+    """
+    digest = hashlib.sha1(run_id.encode("utf-8")).hexdigest()[:10]
+    stem = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-") or "vega3d"
+    if not stem[0].isalpha():
+        stem = "j" + stem
+    stem = stem[: _MAX_NAME - len(digest) - 1].rstrip("-")
+    return f"{stem}-{digest}"
+
+
+def owner_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The launcher pod as owner (KFP sets ``KFP_POD_NAME``/``KFP_POD_UID``), so that Kubernetes garbage
+    collection removes the TrainJob even when the launcher is killed before its ``finally`` runs."""
+    environ = os.environ if environ is None else environ
+    name, uid = environ.get("KFP_POD_NAME"), environ.get("KFP_POD_UID")
+    if not name or not uid:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
+
+
+def train_command(train_args: Sequence[str]) -> list[str]:
+    """The node command: torchrun (configured by the runtime's PET_* variables) around ``vega3d train``."""
+    return ["torchrun", "--module", "vega3d.cli", "train", *train_args]
+
+
+def _env_list(request: TrainJobRequest) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in request.env.items()]
+    for item in request.secret_env:
+        ref: dict[str, Any] = {"name": item.secret, "key": item.key}
+        if item.optional:
+            ref["optional"] = True
+        env.append({"name": item.name, "valueFrom": {"secretKeyRef": ref}})
+    names = [e["name"] for e in env]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"TrainJob env: {duplicates} set twice (as a value and a secret?); keep one of each")
+    return env
+
+
+def _validate(request: TrainJobRequest) -> None:
+    if not _NAME_RE.match(request.name) or len(request.name) > _MAX_NAME:
+        raise ValueError(
+            f"TrainJob name {request.name!r} must be a lowercase RFC 1035 label of at most {_MAX_NAME} "
+            "characters (letters, digits, '-', starting with a letter); build one with trainjob_name()"
+        )
+    if request.num_nodes < 1:
+        raise ValueError(f"num_nodes must be >= 1, got {request.num_nodes}")
+    if request.placement.accelerators_per_node < 0:
+        raise ValueError(f"accelerators_per_node must be >= 0, got {request.placement.accelerators_per_node}")
+    if not request.image:
+        raise ValueError("TrainJob image is empty: pass the CUDA image built from images/Dockerfile.cuda")
+    for toleration in request.placement.tolerations:
+        if not isinstance(toleration, Mapping) or not ("key" in toleration or toleration.get("operator") == "Exists"):
+            raise ValueError(f"toleration {toleration!r} needs a 'key' (or operator: Exists to tolerate all)")
+
+
+def build_trainjob(request: TrainJobRequest) -> dict[str, Any]:
+    """The TrainJob object for ``request`` (a dict ready for CustomObjectsApi and for YAML)."""
+    _validate(request)
+    placement = request.placement
+    labels = {"app.kubernetes.io/part-of": "vega3d", "app.kubernetes.io/component": "train", **request.labels}
+    metadata: dict[str, Any] = {"name": request.name, "namespace": request.namespace, "labels": labels}
+    if request.owner:
+        metadata["ownerReferences"] = [dict(request.owner)]
+    pod_spec: dict[str, Any] = {
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": placement.shm_size}}],
+        "containers": [{"name": NODE_CONTAINER, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
+    }
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+    trainer: dict[str, Any] = {
+        "image": request.image,
+        "command": train_command(request.train_args),
+        "numNodes": request.num_nodes,
+        "resourcesPerNode": placement.resources(),
+        "env": _env_list(request),
+    }
+    if placement.accelerators_per_node > 0:
+        trainer["numProcPerNode"] = placement.accelerators_per_node
+    spec: dict[str, Any] = {
+        "runtimeRef": {"name": request.runtime, "apiGroup": GROUP, "kind": request.runtime_kind},
+        "trainer": trainer,
+        "runtimePatches": [
+            {
+                "manager": PATCH_MANAGER,
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [
+                                {"name": NODE_JOB, "template": {"spec": {"template": {"spec": pod_spec}}}}
+                            ]
+                        }
+                    }
+                },
+            }
+        ],
+    }
+    if request.deadline_s:
+        spec["activeDeadlineSeconds"] = int(request.deadline_s)
+    return {"apiVersion": API_VERSION, "kind": "TrainJob", "metadata": metadata, "spec": spec}
+
+
+def manifest_yaml(manifest: Mapping[str, Any]) -> str:
+    """The manifest as YAML (what the launcher records as an artifact)."""
+    return yaml.safe_dump(dict(manifest), sort_keys=False)
+
+
+@dataclass
+class TrainJobOutcome:
+    """A completed TrainJob: its name, the Complete condition and how many node-0 log lines were seen."""
+
+    name: str
+    condition: dict[str, Any]
+    log_lines: int
+
+
+def terminal_condition(trainjob: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``Failed`` or ``Complete`` condition with status "True", if any (Failed wins if both are set)."""
+    conditions = (trainjob.get("status") or {}).get("conditions") or []
+    active = {c.get("type"): c for c in conditions if str(c.get("status")) == "True"}
+    return active.get("Failed") or active.get("Complete")
+
+
+def _describe(condition: Mapping[str, Any]) -> str:
+    return f"reason={condition.get('reason') or '?'}: {condition.get('message') or '(no message)'}"
+
+
+class _NodeZeroLogs:
+    """Incremental node-0 logs: each poll reads the pod's log and forwards only the lines not yet seen.
+
+    Re-reading keeps the launcher free of threads and of long-lived follow streams that die with the
+    API server connection; a new pod (restart) starts its count again. Errors here never fail the job.
+    """
+
+    def __init__(self, core_api: Any, namespace: str, name: str, sink: Callable[[str], None]):
+        self.core_api, self.namespace, self.sink = core_api, namespace, sink
+        self.selector = (
+            f"jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name={NODE_JOB},"
+            "batch.kubernetes.io/job-completion-index=0"
+        )
+        self.pod: str | None = None
+        self.seen = 0
+        self.total = 0
+
+    def poll(self) -> None:
+        try:
+            pods = self.core_api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+            started = [p for p in pods if p.status is not None and p.status.phase != "Pending"]
+            if not started:
+                return
+            pod = sorted(started, key=lambda p: p.metadata.creation_timestamp or 0)[-1].metadata.name
+            if pod != self.pod:
+                self.pod, self.seen = pod, 0
+            text = self.core_api.read_namespaced_pod_log(pod, self.namespace, container=NODE_CONTAINER)
+        except Exception as error:  # logs are best effort; the TrainJob status decides
+            logger.debug("node-0 logs unavailable: %s", error)
+            return
+        lines = (text or "").splitlines()
+        for line in lines[self.seen :]:
+            self.sink(line)
+        self.total += max(0, len(lines) - self.seen)
+        self.seen = max(self.seen, len(lines))
+
+
+def _status_code(error: BaseException) -> int | None:
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def run_trainjob(
+    api: Any,
+    manifest: Mapping[str, Any],
+    timeout_s: float,
+    poll_s: float = 15.0,
+    log_sink: Callable[[str], None] = print,
+    *,
+    core_api: Any | None = None,
+    manifest_path: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TrainJobOutcome:
+    """Create the TrainJob, stream node-0 logs, return when it is Complete; raise otherwise.
+
+    ``api`` is a ``kubernetes.client.CustomObjectsApi`` and ``core_api`` a ``CoreV1Api`` (None: no logs).
+    Raises :class:`TrainJobFailed` with the condition's reason and message, :class:`TrainJobTimeout` after
+    ``timeout_s`` seconds without a terminal condition and :class:`TrainJobDeleted` when the object is gone.
+    The manifest is written to ``manifest_path`` (YAML, any storage URI) before creation; the TrainJob is
+    deleted on exit (success, failure or interruption) if this call created it.
+    """
+    from vega3d import storage
+
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    if manifest_path:
+        storage.write_text(manifest_path, manifest_yaml(manifest))
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
+    except Exception as error:
+        if _status_code(error) == 409:
+            raise TrainJobError(
+                f"TrainJob {namespace}/{name} already exists (another run with the same name?); "
+                "delete it or choose a new name"
+            ) from error
+        raise
+    logger.info("created TrainJob %s/%s", namespace, name)
+    logs = _NodeZeroLogs(core_api, namespace, name, log_sink) if core_api is not None else None
+    try:
+        deadline = clock() + timeout_s
+        suspended_noted = False
+        while True:
+            try:
+                trainjob = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except Exception as error:
+                code = _status_code(error)
+                if code == 404:
+                    raise TrainJobDeleted(f"TrainJob {namespace}/{name} was deleted while running") from error
+                if code is None or code < 500:
+                    raise
+                logger.warning("reading TrainJob %s failed with HTTP %s; retrying", name, code)
+                trainjob = {}
+            if logs is not None:
+                logs.poll()
+            condition = terminal_condition(trainjob)
+            if condition is not None and condition.get("type") == "Failed":
+                raise TrainJobFailed(f"TrainJob {namespace}/{name} failed: {_describe(condition)}")
+            if condition is not None:
+                logger.info("TrainJob %s completed: %s", name, _describe(condition))
+                return TrainJobOutcome(name, dict(condition), logs.total if logs else 0)
+            suspended = [
+                c for c in (trainjob.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Suspended" and str(c.get("status")) == "True"
+            ]
+            if suspended and not suspended_noted:
+                logger.info("TrainJob %s is suspended (%s); waiting", name, _describe(suspended[0]))
+                suspended_noted = True
+            if clock() >= deadline:
+                raise TrainJobTimeout(f"TrainJob {namespace}/{name} did not finish within {timeout_s:.0f} s")
+            sleep(poll_s)
+    finally:
+        _delete(api, namespace, name)
+
+
+def _delete(api: Any, namespace: str, name: str) -> None:
+    """Delete the TrainJob and (foreground) its JobSet and pods; a missing job is fine, errors are logged."""
+    try:
+        api.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, body={"propagationPolicy": "Foreground"}
+        )
+        logger.info("deleted TrainJob %s/%s", namespace, name)
+    except Exception as error:
+        if _status_code(error) != 404:
+            logger.warning("could not delete TrainJob %s/%s: %s", namespace, name, error)
+
+
+def kubernetes_apis() -> tuple[Any, Any]:
+    """(CustomObjectsApi, CoreV1Api) from the in-cluster service account, else from ~/.kube/config."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi(), client.CoreV1Api()
