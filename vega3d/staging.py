@@ -1,0 +1,77 @@
+"""Moving folders between a storage URI and a local working copy.
+
+The readers of the data, model and feature code read local files; pipeline steps run on machines that only
+share the storage root. A step stages what it reads down into a local cache (files already present with
+the same size are skipped) and stages what it wrote back up, one object at a time, each upload atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from vega3d import storage
+
+logger = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """Local cache root: $VEGA3D_CACHE or ~/.cache/vega3d."""
+    return Path(os.environ.get("VEGA3D_CACHE", Path.home() / ".cache" / "vega3d"))
+
+
+def local_copy_dir(uri: str, cache_dir: Path | None = None) -> Path:
+    """Where the local working copy of a remote folder lives (stable per URI)."""
+    digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return (cache_dir or default_cache_dir()) / "staged" / f"{name}-{digest}"
+
+
+def _remote_files(uri: str) -> dict[str, int]:
+    """Relative path -> size of every file under a remote folder."""
+    fs, root = storage.filesystem(uri)
+    root = root.rstrip("/")
+    listing = storage.with_retries(lambda: fs.find(root, detail=True), what=f"list {uri}")
+    return {path[len(root) + 1 :]: int(info.get("size") or 0) for path, info in listing.items()}
+
+
+def stage_down(uri: str, cache_dir: Path | None = None, subpaths: list[str] | None = None) -> Path:
+    """Make a local folder mirror ``uri`` (only ``subpaths`` prefixes when given); local URIs are returned as is."""
+    if not storage.is_remote(uri):
+        return Path(uri)
+    target = local_copy_dir(uri, cache_dir)
+    remote = _remote_files(uri)
+    wanted = {
+        rel: size
+        for rel, size in remote.items()
+        if subpaths is None or any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in subpaths)
+    }
+    fetched = 0
+    for rel, size in sorted(wanted.items()):
+        local = target / rel
+        if local.exists() and local.stat().st_size == size:
+            continue
+        storage.download_file(storage.join(uri, rel), local)
+        fetched += 1
+    logger.info("staged %s -> %s (%d of %d files fetched)", uri, target, fetched, len(wanted))
+    return target
+
+
+def stage_up(local_dir: str | Path, uri: str, subpaths: list[str]) -> int:
+    """Upload the files under ``local_dir/<subpath>`` to ``uri/<subpath>``; returns the number uploaded."""
+    if not storage.is_remote(uri) and Path(uri).resolve() == Path(local_dir).resolve():
+        return 0
+    local_dir = Path(local_dir)
+    uploaded = 0
+    for sub in subpaths:
+        base = local_dir / sub
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for path in files:
+            if path.name.startswith("."):
+                continue  # temporary names of interrupted writes are never published
+            rel = path.relative_to(local_dir).as_posix()
+            storage.upload_file(path, storage.join(uri, rel))
+            uploaded += 1
+    return uploaded
