@@ -86,6 +86,10 @@ class DataLayout:
         """Predicted instance masks: scipy sparse matrix [num_masks, num_mesh_vertices]."""
         return self.root / "scannet" / "mask" / f"{scene}.mask.npz"
 
+    def aligned_points_path(self, scene: str) -> Path:
+        """Prep output: mesh vertices in the aligned frame with colours and instance ids (``.npz``)."""
+        return self.root / "scannet" / "pcd_with_global_alignment" / f"{scene}.npz"
+
     # --- embodiedscan/, metadata/ -------------------------------------------------------------------
     def embodiedscan_info_path(self, split: str) -> Path:
         return self.root / "embodiedscan" / f"embodiedscan_infos_{split}.pkl"
