@@ -103,7 +103,8 @@ class ModelConfig(_Section):
     """The VEGA-3D model (SPEC.md section 2)."""
 
     checkpoint: str = Field(
-        "data/models/LLaVA-Video-7B-Qwen2", description="LLaVA-Video folder (or our own saved model)"
+        "models/LLaVA-Video-7B-Qwen2",
+        description="LLaVA-Video folder or our own saved model; relative paths are under data.root",
     )
     vision: VisionConfig = Field(default_factory=VisionConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -126,7 +127,9 @@ class GenerativeConfig(_Section):
     """Frozen generative feature source (SPEC.md section 3)."""
 
     backbone: BackboneName = "wan_t2v"
-    checkpoint: str = Field("data/models/Wan2.1-T2V-1.3B", description="local weights folder")
+    checkpoint: str = Field(
+        "models/Wan2.1-T2V-1.3B", description="weights folder; relative paths are under data.root"
+    )
     mode: Literal["online", "offline"] = "online"
     feature_id: str | None = Field(None, description="offline feature id in the feature store")
     feature_root: str | None = Field(None, description="feature store URI (default: <data.root>/features)")
@@ -198,6 +201,22 @@ class Vega3DConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def with_paths_under_root(self) -> Vega3DConfig:
+        """Copy whose relative checkpoint paths are joined onto ``data.root`` (absolute paths and URIs stay)."""
+        from vega3d.storage import join
+
+        def under_root(path: str) -> str:
+            return path if "://" in path or Path(path).is_absolute() else join(self.data.root, path)
+
+        return self.model_copy(
+            update={
+                "model": self.model.model_copy(update={"checkpoint": under_root(self.model.checkpoint)}),
+                "generative": self.generative.model_copy(
+                    update={"checkpoint": under_root(self.generative.checkpoint)}
+                ),
+            }
+        )
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Dotted keys -> values, e.g. for MLflow params."""
