@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import posixpath
+import sys
 import tempfile
 import time
 import uuid
@@ -24,7 +26,24 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+logger = logging.getLogger(__name__)
+
+# S3 error codes that mean "try again later"; every other code (NoSuchKey, AccessDenied, InvalidArgument...)
+# is the caller's problem and is raised at once.
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "InternalError",
+    }
+)
+# Failures of the caller's request itself: never retried, even when they wrap a transient cause.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def is_remote(uri: str) -> bool:
@@ -39,11 +58,24 @@ def join(uri: str, *parts: str) -> str:
     return str(Path(uri, *parts))
 
 
-def _s3_options() -> dict[str, Any]:
+def s3_options() -> dict[str, Any]:
+    """s3fs options from the standard AWS variables (endpoint, keys, region).
+
+    The keys are passed explicitly so that fsspec's instance cache never hands out a filesystem holding
+    other credentials; listings are not cached because other processes (pipeline steps) write concurrently.
+    """
+    options: dict[str, Any] = {"use_listings_cache": False}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    options: dict[str, Any] = {}
     if endpoint:
         options["endpoint_url"] = endpoint
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        options["key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        options["secret"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            options["token"] = os.environ["AWS_SESSION_TOKEN"]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["client_kwargs"] = {"region_name": region}
     return options
 
 
@@ -52,22 +84,87 @@ def filesystem(uri: str):
     import fsspec
 
     uri = str(uri)
-    if uri.startswith("s3://"):
-        return fsspec.core.url_to_fs(uri, **_s3_options())
+    if uri.startswith(("s3://", "s3a://")):
+        return fsspec.core.url_to_fs(uri, **s3_options())
     return fsspec.core.url_to_fs(uri)
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is worth retrying: lost connections, timeouts, throttling and 5xx answers.
+
+    Walks the exception chain (s3fs re-raises botocore errors as OSError with the original as cause) and
+    decides on the first link it recognises. Missing objects, permissions and bad requests are permanent.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        verdict = _classify(link)
+        if verdict is not None:
+            return verdict
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _classify(error: BaseException) -> bool | None:
+    """True/False when this exception alone decides; None to look at its cause."""
+    if isinstance(error, _PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and "Error" in response:  # botocore / aiobotocore ClientError
+        code = str(response["Error"].get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return code in TRANSIENT_S3_CODES or status >= 500 or status == 429 or (code.isdigit() and int(code) >= 500)
+    status = getattr(error, "status", None)  # aiohttp.ClientResponseError (http:// URIs)
+    if isinstance(status, int) and type(error).__module__.startswith("aiohttp"):
+        return status >= 500 or status == 429
+    return _transport_error(error)
+
+
+def _transport_error(error: BaseException) -> bool | None:
+    """botocore/aiohttp/fsspec connection and timeout errors (libraries imported only if already loaded)."""
+    candidates: list[type] = []
+    if "botocore" in sys.modules:
+        import botocore.exceptions as bex
+
+        candidates += [bex.ConnectionError, bex.HTTPClientError]
+    if "aiohttp" in sys.modules:
+        import aiohttp
+
+        candidates += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    if "fsspec" in sys.modules:
+        from fsspec.exceptions import FSTimeoutError
+
+        candidates.append(FSTimeoutError)
+    return True if candidates and isinstance(error, tuple(candidates)) else None
+
+
 def with_retries(
-    func: Callable[[], T], attempts: int = 4, base_delay: float = 0.5, what: str = "storage call"
+    func: Callable[[], T],
+    attempts: int = 4,
+    base_delay: float = 0.5,
+    what: str = "storage call",
+    max_delay: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``func``, retrying transient network errors with exponential backoff."""
+    """Call ``func``; retry transient errors (``is_transient``) with exponential backoff.
+
+    Waits ``base_delay * 2**k`` (capped at ``max_delay``) before attempt k+2. A permanent error is raised
+    unchanged at once; after ``attempts`` transient failures an OSError naming ``what`` is raised from the last.
+    """
     for attempt in range(1, attempts + 1):
         try:
             return func()
-        except TRANSIENT_ERRORS as error:  # noqa: PERF203
+        except Exception as error:  # noqa: PERF203
+            if not is_transient(error):
+                raise
             if attempt == attempts:
-                raise OSError(f"{what} failed after {attempts} attempts: {error}") from error
-            time.sleep(base_delay * 2 ** (attempt - 1))
+                raise OSError(f"{what} failed after {attempts} attempts: {error!r}") from error
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            logger.warning("%s: transient error (%r); retry %d/%d in %.1f s", what, error, attempt, attempts - 1, delay)
+            sleep(delay)
     raise AssertionError("unreachable")
 
 
