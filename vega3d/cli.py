@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vega3d.data.commands import app as data_app
+from vega3d.pipeline_commands import app as pipeline_app
 
 app = typer.Typer(
     name="vega3d",
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
 
 
 def main() -> None:

@@ -24,13 +24,16 @@ def compile_command(
     cache: CacheOption = None,
 ) -> None:
     """Write the pipeline IR YAML that users upload in the Kubeflow UI."""
+    import os
+
     from kfp import compiler
 
     from pipelines.vega3d_pipeline import build_pipeline
     from vega3d.storage import atomic_local_path
 
     with atomic_local_path(output) as tmp:
-        compiler.Compiler().compile(build_pipeline(cache or []), tmp)
+        compiler.Compiler().compile(build_pipeline(cache or []), f"{tmp}.yaml")  # kfp wants the suffix
+        os.replace(f"{tmp}.yaml", tmp)
     typer.echo(f"wrote {output}")
 
 

@@ -1,0 +1,85 @@
+"""The compiled pipeline IR: every stage present, GPU placement on the GPU steps only, caching per step."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from vega3d.cli import app
+
+GPU_EXECUTORS = {"exec-extract", "exec-train", "exec-evaluate"}
+CPU_EXECUTORS = {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize", "exec-features-needed",
+                 "exec-no-features"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ir") / "vega3d.yaml"
+    result = CliRunner().invoke(app, ["pipeline", "compile", "-o", str(path), "--cache", "prep"])
+    assert result.exit_code == 0, result.output
+    pipeline_spec, platform_spec = list(yaml.safe_load_all(path.read_text()))
+    return pipeline_spec, platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_every_stage_is_compiled(compiled):
+    pipeline_spec, _ = compiled
+    assert set(pipeline_spec["deploymentSpec"]["executors"]) == GPU_EXECUTORS | CPU_EXECUTORS
+    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("preset", "backbone", "fusion", "sampling", "frames", "timestep", "block", "lr", "vision_lr",
+                 "epochs", "num_gpus", "storage_root", "mlflow_uri", "experiment", "run_eval"):
+        assert name in params, name
+    assert params["preset"]["defaultValue"] == "tiny"
+    assert params["run_eval"]["defaultValue"] is True
+
+
+def test_gpu_placement_only_on_gpu_steps(compiled):
+    pipeline_spec, platform = compiled
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    for name in GPU_EXECUTORS:
+        accelerator = executors[name]["container"]["resources"]["accelerator"]
+        assert "accelerator_type" in accelerator["resourceType"]
+        assert platform[name]["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith(
+            "gpu_node_selector"
+        )
+        assert platform[name]["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith(
+            "gpu_tolerations"
+        )
+        shm = platform[name]["emptyDirMounts"][0]
+        assert (shm["mountPath"], shm["medium"]) == ("/dev/shm", "Memory")
+    assert "num_gpus" in executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"]
+    assert "eval_gpus" in executors["exec-evaluate"]["container"]["resources"]["accelerator"]["resourceCount"]
+    for name in CPU_EXECUTORS:
+        assert "accelerator" not in executors[name]["container"].get("resources", {})
+        for key in ("nodeSelector", "tolerations", "emptyDirMounts"):
+            assert key not in platform.get(name, {}), (name, key)
+
+
+def test_credentials_from_secrets_on_every_storage_step(compiled):
+    _, platform = compiled
+    for name in GPU_EXECUTORS | {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize"}:
+        secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in platform[name]["secretAsEnv"]}
+        assert secrets["vega3d-s3"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+        assert secrets["vega3d-mlflow"] == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+        run_id_env = platform[name]["fieldPathAsEnv"][0]
+        assert run_id_env == {"name": "VEGA3D_PIPELINE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}
+
+
+def test_caching_is_opt_in_per_step(compiled):
+    pipeline_spec, _ = compiled
+
+    def tasks(component):
+        found = dict(component.get("dag", {}).get("tasks", {}))
+        return found
+
+    all_tasks = dict(tasks(pipeline_spec["root"]))
+    for component in pipeline_spec["components"].values():
+        all_tasks.update(tasks(component))
+    cached = {name for name, task in all_tasks.items() if task.get("cachingOptions", {}).get("enableCache")}
+    assert cached == {"prep"}
+    assert "train" in all_tasks and "evaluate" in all_tasks and "report" in all_tasks
+
+
+def test_unknown_cached_step_is_refused():
+    from pipelines.vega3d_pipeline import build_pipeline
+
+    with pytest.raises(ValueError, match="unknown steps to cache"):
+        build_pipeline(["trian"])

@@ -1,0 +1,90 @@
+"""``vega3d compare``: the runs of an MLflow experiment side by side, grouped by backbone and fusion.
+
+Reads the top-level (pipeline parent) runs of an experiment, takes the chosen metrics and the chosen
+config params (flattened names such as ``generative.backbone``), and renders a Markdown table and a grouped
+bar chart (PNG).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run's identity, grouping params and metric values (NaN where the run lacks the metric)."""
+
+    run_id: str
+    name: str
+    status: str
+    group: tuple[str, ...]
+    metrics: dict[str, float]
+
+
+def fetch_runs(
+    tracking_uri: str, experiment: str, metrics: list[str], by: list[str], include_children: bool = False
+) -> list[RunSummary]:
+    """Runs of ``experiment`` (parents only unless ``include_children``), newest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"MLflow experiment {experiment!r} not found at {tracking_uri}; check --experiment")
+    runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000)
+    summaries = []
+    for run in runs:
+        if not include_children and "mlflow.parentRunId" in run.data.tags:
+            continue
+        summaries.append(
+            RunSummary(
+                run_id=run.info.run_id,
+                name=run.info.run_name or run.info.run_id[:8],
+                status=run.info.status,
+                group=tuple(str(run.data.params.get(key, "-")) for key in by),
+                metrics={name: float(run.data.metrics.get(name, math.nan)) for name in metrics},
+            )
+        )
+    return summaries
+
+
+def _cell(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def comparison_table(runs: list[RunSummary], metrics: list[str], by: list[str]) -> str:
+    """Markdown table: one row per run, sorted by group, grouping params then metrics."""
+    header = ["run", *by, "status", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in sorted(runs, key=lambda r: (r.group, r.name)):
+        cells = [run.name, *run.group, run.status, *(_cell(run.metrics[m]) for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_plot(runs: list[RunSummary], metrics: list[str], path: str | Path) -> None:
+    """Grouped bar chart: metrics on the x axis, one bar per run labelled with its group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from vega3d.storage import atomic_local_path
+
+    positions = np.arange(len(metrics))
+    width = 0.8 / max(len(runs), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(metrics)), 4.0))
+    for index, run in enumerate(runs):
+        values = [0.0 if math.isnan(run.metrics[m]) else run.metrics[m] for m in metrics]
+        label = "/".join(run.group) + f" ({run.name})"
+        axes.bar(positions + index * width, values, width, label=label)
+    axes.set_xticks(positions + width * (len(runs) - 1) / 2, metrics, rotation=30, ha="right")
+    axes.set_ylabel("score")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    with atomic_local_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
