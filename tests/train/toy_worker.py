@@ -1,0 +1,70 @@
+"""Worker run by torchrun (or directly) in the training tests: trains ToyModel and writes the history.
+
+Usage: ``python tests/train/toy_worker.py RESULT_JSON [key=value overrides of the tiny preset...]``.
+With ``VEGA3D_TEST_KILL_AT_SAVE=N`` the process SIGKILLs itself in the middle of writing checkpoint N
+(after DeepSpeed wrote the engine files, before the checkpoint is marked complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.train.helpers import ToyDataset, ToyModel  # noqa: E402
+from vega3d.config import load_config  # noqa: E402
+from vega3d.train import checkpointing  # noqa: E402
+from vega3d.train.collator import Vega3DCollator  # noqa: E402
+from vega3d.train.launch import ensure_process_env  # noqa: E402
+from vega3d.train.trainer import Trainer  # noqa: E402
+
+
+def _kill_during_save(step_to_kill: int) -> None:
+    original = checkpointing.capture_rng
+
+    def capture_then_maybe_die():
+        # capture_rng runs right after engine.save_checkpoint; the step is in the staging folder name
+        if checkpointing_step[0] == step_to_kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original()
+
+    checkpointing_step = [0]
+    original_save = checkpointing.CheckpointManager.save
+
+    def save(self, engine, step, trainer_state):
+        checkpointing_step[0] = step
+        return original_save(self, engine, step, trainer_state)
+
+    checkpointing.capture_rng = capture_then_maybe_die
+    checkpointing.CheckpointManager.save = save
+
+
+def main() -> None:
+    result_path, overrides = sys.argv[1], sys.argv[2:]
+    ensure_process_env()
+    if os.environ.get("VEGA3D_TEST_KILL_AT_SAVE"):
+        _kill_during_save(int(os.environ["VEGA3D_TEST_KILL_AT_SAVE"]))
+    cfg = load_config("tiny", overrides)
+    torch.manual_seed(0)
+    dataset = ToyDataset(int(os.environ.get("TOY_SIZE", "40")))
+    trainer = Trainer(cfg, ToyModel(), dataset, Vega3DCollator(pad_token_id=0), dataset.tasks)
+    result = trainer.train()
+    if trainer.rank == 0:
+        Path(result_path).write_text(json.dumps({
+            "model_uri": result.model_uri,
+            "resumed_from_step": result.resumed_from_step,
+            "history": [asdict(r) for r in result.history],
+        }))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Process launching for training: torchrun on this machine, or run as one rank of a cluster's torchrun.
+
+- ``vega3d train --nproc N`` (N > 1, not already inside torchrun) starts
+  ``torchrun --standalone --nproc_per_node=N -m vega3d.train.launch --config <resolved.yaml>``; every rank runs
+  :func:`vega3d.train.trainer.run_training` (gloo on CPU, nccl on GPU, chosen by the trainer).
+- Inside a torchrun started by a cluster (``RANK``/``WORLD_SIZE`` already set, e.g. a Kubeflow TrainJob), the
+  same command trains in-process as that rank.
+- A single process still needs the torch.distributed variables: :func:`ensure_process_env` sets ``RANK=0``,
+  ``WORLD_SIZE=1``, ``LOCAL_RANK=0``, ``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT``.
+- ``TORCH_EXTENSIONS_DIR`` defaults to ``.cache/torch_extensions`` so DeepSpeed's ops compile once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS_DIR = Path(".cache") / "torch_extensions"
+
+
+def inside_torchrun() -> bool:
+    """True when this process is one rank of an existing torch.distributed launch."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_process_env() -> None:
+    """Set the torch.distributed variables of a one-process world (kept when already set) and the op cache."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_DIR.resolve()))
+    if inside_torchrun():
+        os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        return
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+
+
+def torchrun_command(nproc: int, config_path: str, result_path: str, parent_run_id: str | None) -> list[str]:
+    """The torchrun command line that runs ``nproc`` ranks of this module on this machine."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "vega3d.train.launch", "--config", config_path, "--result", result_path,
+    ]
+    if parent_run_id:
+        command += ["--parent-run-id", parent_run_id]
+    return command
+
+
+def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> str:
+    """Train with ``nproc`` local processes (or as a rank of an enclosing torchrun); returns the model URI."""
+    from vega3d.config import save_config
+
+    if nproc <= 1 or inside_torchrun():
+        ensure_process_env()
+        from vega3d.train.trainer import run_training
+
+        return run_training(cfg, parent_run_id=parent_run_id)
+    with tempfile.TemporaryDirectory(prefix="vega3d-train-") as folder:
+        config_path, result_path = os.path.join(folder, "config.yaml"), os.path.join(folder, "result.json")
+        save_config(cfg, config_path)
+        env = dict(os.environ)
+        env.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_DIR.resolve()))
+        command = torchrun_command(nproc, config_path, result_path, parent_run_id)
+        logger.info("launching %s", " ".join(command))
+        completed = subprocess.run(command, env=env, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError(f"torchrun with {nproc} processes failed with exit code {completed.returncode}")
+        return json.loads(Path(result_path).read_text())["model_uri"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of each torchrun rank: train from a resolved config file."""
+    parser = argparse.ArgumentParser(description="one rank of vega3d training (started by torchrun)")
+    parser.add_argument("--config", required=True, help="resolved config YAML")
+    parser.add_argument("--result", help="rank 0 writes {'model_uri': ...} here")
+    parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import yaml
+
+    from vega3d.config import build_config
+    from vega3d.train.trainer import run_training
+
+    ensure_process_env()
+    cfg = build_config(yaml.safe_load(Path(args.config).read_text()))
+    model_uri = run_training(cfg, parent_run_id=args.parent_run_id)
+    if args.result and int(os.environ.get("RANK", "0")) == 0:
+        Path(args.result).write_text(json.dumps({"model_uri": model_uri}))
+
+
+if __name__ == "__main__":
+    main()

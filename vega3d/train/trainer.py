@@ -1,0 +1,303 @@
+"""The training loop: DeepSpeed engine, task-grouped batches, checkpoints, rank-0 logging (SPEC.md section 6).
+
+Why a lean loop around ``deepspeed.initialize`` instead of transformers' ``Trainer``: the loop is ~100 lines and
+everything the recipe needs is explicit here -- one task group per optimiser step (HF Trainer re-wraps the sampler
+per process and shards it itself), a per-step record of per-task losses and throughput, checkpoints written
+atomically to local paths or S3 with the sampler position and RNG states (HF writes local folders only and resumes
+its own data order), and identical behaviour on CPU (gloo) and GPU (nccl) without ``use_cpu`` special cases.
+DeepSpeed itself does the distributed work: ZeRO-2/3 sharding, gradient accumulation, clipping, bf16, the
+scheduler step and the engine checkpoint format.
+
+Per step the loss is averaged over micro-batches and ranks, so 1 process with accumulation ``k*a`` and ``k``
+processes with accumulation ``a`` log the same curve (the sampler gives them the same micro-batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+
+from vega3d import storage
+from vega3d.config import Vega3DConfig
+from vega3d.train.checkpointing import CheckpointManager
+from vega3d.train.collator import model_inputs
+from vega3d.train.deepspeed_config import build_deepspeed_config, global_batch_size
+from vega3d.train.optim import apply_trainable, build_optimizer, build_scheduler
+from vega3d.train.sampler import TASK_GROUPS, TaskGroupedSampler, task_group
+
+logger = logging.getLogger(__name__)
+
+SaveModelFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], str], None]
+
+
+class TrainTracker(Protocol):
+    """What the loop reports to (an MLflow run, on rank 0 only)."""
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_model(self, model_uri: str) -> None: ...
+
+
+@dataclass
+class StepRecord:
+    """What one optimiser step did (identical on every rank)."""
+
+    step: int
+    group: str
+    loss: float
+    lr: float
+    task_losses: dict[str, float]
+    samples_per_s: float
+
+
+@dataclass
+class TrainResult:
+    """The final model's URI and the per-step history."""
+
+    model_uri: str
+    history: list[StepRecord] = field(default_factory=list)
+    resumed_from_step: int = 0
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the torchrun environment."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def move_to(value: Any, device: torch.device, float_dtype: torch.dtype) -> Any:
+    """Tensors (also inside lists) to ``device``; floating tensors except coordinates to ``float_dtype``."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            return value.to(device=device, dtype=float_dtype)
+        return value.to(device)
+    if isinstance(value, list):
+        return [move_to(v, device, float_dtype) for v in value]
+    return value
+
+
+# Inputs that stay float32 whatever the training precision (metric coordinates, box geometry).
+_FP32_INPUTS = ("world_coords", "proposals", "coord_boxes")
+
+
+def prepare_inputs(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Collated batch -> forward kwargs on ``device`` (images/features in ``dtype``, geometry in float32)."""
+    return {
+        key: move_to(value, device, torch.float32 if key in _FP32_INPUTS else dtype)
+        for key, value in model_inputs(batch).items()
+    }
+
+
+def default_save_model(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], folder: str) -> None:
+    """``save_pretrained`` for transformers models, else one ``model.safetensors`` file."""
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
+        return
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, os.path.join(folder, "model.safetensors"))
+
+
+def publish_folder(local: str, uri: str) -> None:
+    """Make a finished local folder appear at ``uri``: a rename locally, an upload to object stores."""
+    if storage.is_remote(uri):
+        for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            storage.upload_file(path, storage.join(uri, path.relative_to(local).as_posix()))
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    shutil.rmtree(uri, ignore_errors=True)
+    os.replace(local, uri)
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` (which exposes ``tasks``: the task of every sample) with DeepSpeed."""
+
+    def __init__(
+        self,
+        cfg: Vega3DConfig,
+        model: torch.nn.Module,
+        dataset: torch.utils.data.Dataset,
+        collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        tasks: Sequence[str],
+        save_model: SaveModelFn = default_save_model,
+        tracker: TrainTracker | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.dataset = dataset
+        self.collate_fn = collate_fn
+        self.tasks = list(tasks)
+        self.save_model = save_model
+        self.tracker = tracker
+        self.rank, self.world_size, self.local_rank = dist_env()
+        self.on_gpu = torch.cuda.is_available()
+
+    # --- setup -------------------------------------------------------------------------------------------
+    def _init_distributed(self) -> None:
+        import deepspeed
+
+        if self.on_gpu:
+            torch.cuda.set_device(self.local_rank)
+        if not dist.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo")
+
+    def _build_engine(self, total_steps: int) -> Any:
+        import deepspeed
+
+        train = self.cfg.train
+        apply_trainable(self.model, train.trainable)
+        if self.cfg.model.gradient_checkpointing and hasattr(self.model, "gradient_checkpointing_enable"):
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        optimizer = build_optimizer(self.model, train)
+        scheduler = build_scheduler(optimizer, train, total_steps)
+        config = build_deepspeed_config(train, self.world_size, self.on_gpu)
+        engine, _, _, _ = deepspeed.initialize(
+            model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+        )
+        return engine
+
+    # --- loop --------------------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Run (or resume) training to the end and save the final model; returns its URI and the history."""
+        train = self.cfg.train
+        torch.manual_seed(train.seed)
+        self._init_distributed()
+        sampler = TaskGroupedSampler(
+            self.tasks, train.per_device_batch_size, train.gradient_accumulation_steps,
+            self.world_size, self.rank, train.seed,
+        )
+        steps_per_epoch = sampler.steps_per_epoch()
+        total_steps = train.max_steps if train.max_steps > 0 else math.ceil(train.epochs * steps_per_epoch)
+        engine = self._build_engine(total_steps)
+        checkpoints = CheckpointManager(train.output_uri, train.save_total_limit, self.rank)
+        state = checkpoints.resume(engine) or {"global_step": 0}
+        step = start_step = int(state["global_step"])
+        if self.rank == 0:
+            logger.info(
+                "training %d steps (%d per epoch), global batch %d on %d process(es), ZeRO-%d, %s%s",
+                total_steps, steps_per_epoch, global_batch_size(train, self.world_size), self.world_size,
+                train.zero_stage, train.precision, f", resumed at step {step}" if step else "",
+            )
+        if self.tracker is not None and self.rank == 0 and start_step == 0:
+            self.tracker.log_params(self.cfg.to_flat_dict())
+        history: list[StepRecord] = []
+        progress = _progress(total_steps, step, enabled=self.rank == 0)
+        dtype = torch.bfloat16 if train.precision == "bf16" else torch.float32
+        while step < total_steps:
+            epoch, in_epoch = divmod(step, steps_per_epoch)
+            sampler.set_position(epoch, in_epoch)
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=train.per_device_batch_size, sampler=sampler,
+                collate_fn=self.collate_fn, num_workers=train.num_workers,
+            )
+            groups = iter(sampler.step_groups())
+            accumulator = _StepAccumulator()
+            started = time.perf_counter()
+            for micro, batch in enumerate(loader):
+                output = engine(**prepare_inputs(batch, engine.device, dtype))
+                engine.backward(output.loss)
+                lr = engine.get_lr()[0]  # the rate this step's update uses
+                engine.step()
+                accumulator.add(output, batch["tasks"])
+                if (micro + 1) % train.gradient_accumulation_steps:
+                    continue
+                step += 1
+                record = accumulator.finish(
+                    step, next(groups), lr,
+                    global_batch_size(train, self.world_size) / (time.perf_counter() - started),
+                )
+                history.append(record)
+                self._report(record, progress)
+                if step % train.save_steps == 0 or step == total_steps:
+                    checkpoints.save(engine, step, {"global_step": step})
+                if step >= total_steps:
+                    break
+                accumulator = _StepAccumulator()
+                started = time.perf_counter()
+        progress.close()
+        model_uri = self._save_final(engine)
+        if self.tracker is not None and self.rank == 0:
+            self.tracker.log_model(model_uri)
+        return TrainResult(model_uri=model_uri, history=history, resumed_from_step=start_step)
+
+    def _report(self, record: StepRecord, progress: Any) -> None:
+        if self.rank != 0:
+            return
+        progress.update(1)
+        progress.set_postfix(loss=f"{record.loss:.4f}", group=record.group)
+        if self.tracker is not None and record.step % self.cfg.train.logging_steps == 0:
+            metrics = {"train/loss": record.loss, "train/lr": record.lr, "train/samples_per_s": record.samples_per_s}
+            metrics[f"train/loss_{record.group}"] = record.loss
+            metrics.update({f"train/loss_{task}": value for task, value in record.task_losses.items()})
+            self.tracker.log_metrics(metrics, step=record.step)
+
+    def _save_final(self, engine: Any) -> str:
+        """Gather the full weights (16-bit gathered under ZeRO-3) and write them to ``<output_uri>/model``."""
+        if engine.zero_optimization_partition_weights():
+            state_dict = engine._zero3_consolidated_16bit_state_dict()  # full dict on rank 0, collective
+        else:
+            state_dict = engine.module.state_dict()
+        uri = storage.join(self.cfg.train.output_uri, "model")
+        if self.rank == 0:
+            parent = None if storage.is_remote(uri) else str(Path(uri).parent)
+            if parent:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+            local = tempfile.mkdtemp(prefix=".model-tmp-", dir=parent)
+            self.save_model(engine.module, {k: v.detach().cpu() for k, v in state_dict.items()}, local)
+            publish_folder(local, uri)
+            logger.info("final model saved to %s", uri)
+        if dist.is_initialized():
+            dist.barrier()
+        return uri
+
+
+class _StepAccumulator:
+    """Sums micro-batch losses (and per-task losses) of one optimiser step, reduced over ranks at the end."""
+
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.micro_batches = 0
+        self.task_sums: dict[str, list[float]] = {}  # task -> [loss sum, samples]
+
+    def add(self, output: Any, tasks: list[str]) -> None:
+        self.loss_sum += float(output.loss.detach())
+        self.micro_batches += 1
+        sample_losses = getattr(output, "sample_losses", None)  # [B] per-sample loss when the model gives it
+        if sample_losses is not None:
+            sample_losses = sample_losses.detach().float().cpu()
+        for index, task in enumerate(tasks):
+            value = float(sample_losses[index]) if sample_losses is not None else float(output.loss.detach())
+            entry = self.task_sums.setdefault(task, [0.0, 0.0])
+            entry[0] += value
+            entry[1] += 1
+
+    def finish(self, step: int, group: str, lr: float, samples_per_s: float) -> StepRecord:
+        names = sorted(t for tasks in TASK_GROUPS.values() for t in tasks)
+        values = [self.loss_sum, float(self.micro_batches)]
+        for name in names:
+            values.extend(self.task_sums.get(name, [0.0, 0.0]))
+        totals = torch.tensor(values, dtype=torch.float64)
+        if dist.is_initialized():
+            dist.all_reduce(totals)
+        task_losses = {
+            name: float(totals[2 + 2 * i] / totals[3 + 2 * i]) for i, name in enumerate(names) if totals[3 + 2 * i] > 0
+        }
+        if any(task_group(t) != group for t in task_losses):
+            raise RuntimeError(f"step {step} mixed task groups {sorted(task_losses)}; the sampler is broken")
+        return StepRecord(step, group, float(totals[0] / totals[1]), lr, task_losses, samples_per_s)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
