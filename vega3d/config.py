@@ -130,6 +130,9 @@ class GenerativeConfig(_Section):
     checkpoint: str = Field(
         "models/Wan2.1-T2V-1.3B", description="weights folder; relative paths are under data.root"
     )
+    config_dir: str | None = Field(
+        None, description="diffusers config folder for an original-layout checkpoint (default: the shipped one)"
+    )
     mode: Literal["online", "offline"] = "online"
     feature_id: str | None = Field(None, description="offline feature id in the feature store")
     feature_root: str | None = Field(None, description="feature store URI (default: <data.root>/features)")
