@@ -1,0 +1,144 @@
+"""Processed llava-style records from raw entries: prompts, task fields, eval types, per-object captions."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from vega3d.config import SyntheticConfig
+from vega3d.data.benchmark_formats import read_sqa3d
+from vega3d.data.benchmarks import generate_benchmarks, write_benchmarks
+from vega3d.data.errors import DataFileError
+from vega3d.data.layout import (
+    MULTI3DREFER_FILE,
+    SCANQA_FILE,
+    SCANREFER_FILE,
+    SQA3D_ANNOTATIONS_FILE,
+    SQA3D_QUESTIONS_FILE,
+    DataLayout,
+)
+from vega3d.data.records import (
+    SceneObjects,
+    multi3drefer_records,
+    scan2cap_records,
+    scanqa_records,
+    scanrefer_records,
+    sqa3d_question_type,
+    sqa3d_records,
+)
+from vega3d.data.synthetic import scene_names, scene_truth
+
+
+@pytest.fixture(scope="module")
+def truths():
+    cfg = SyntheticConfig(num_train=4, num_val=2, num_test=1)
+    return {scene: scene_truth(scene, split, 3, cfg) for split, names in scene_names(cfg).items() for scene in names}
+
+
+@pytest.fixture(scope="module")
+def files(truths):
+    return generate_benchmarks(list(truths.values()), seed=3)
+
+
+@pytest.fixture(scope="module")
+def objects(truths):
+    return {scene: SceneObjects(np.array([o.box for o in t.objects]), [str(o.nyu40_id) for o in t.objects])
+            for scene, t in truths.items()}
+
+
+def _human(record):
+    assert record["conversations"][0]["from"] == "human" and record["conversations"][1]["from"] == "gpt"
+    assert record["conversations"][0]["value"].startswith("<image>\n")
+    return record["conversations"][0]["value"][len("<image>\n"):]
+
+
+def test_scanrefer_records(truths, files, objects):
+    entries = files[SCANREFER_FILE.format(split="val")]
+    records = scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json")
+    assert len(records) == len(entries)
+    for entry, record in zip(entries, records, strict=True):
+        truth = truths[entry["scene_id"]]
+        target = truth.objects[int(entry["object_id"])]
+        assert _human(record) == ("Identify the object according to the following description.\n"
+                                  + entry["description"])
+        assert record["conversations"][1]["value"] == "<ground>"
+        assert record["video"] == f"scannet/{entry['scene_id']}" and record["task"] == "scanrefer"
+        assert record["target_id"] == target.object_id and record["box"] == target.box
+        same_class = sum(o.nyu40_id == target.nyu40_id for o in truth.objects)
+        assert record["eval_type"] == ("unique" if same_class == 1 else "multiple")
+    assert {r["eval_type"] for r in records} == {"unique", "multiple"}
+    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_multi3drefer_records_carry_target_boxes(truths, files, objects):
+    entries = files[MULTI3DREFER_FILE.format(split="train")]
+    records = multi3drefer_records(entries, "train", objects, "multi3drefer_train.json")
+    for entry, record in zip(entries, records, strict=True):
+        truth = truths[entry["scene_id"]]
+        assert _human(record).endswith("\nThere may be no corresponding object, or there may be one or more objects.")
+        assert entry["description"] in _human(record)
+        assert record["target_ids"] == entry["object_ids"]
+        assert record["boxes"] == [truth.objects[i].box for i in entry["object_ids"]]
+        assert record["eval_type"] == entry["eval_type"]
+    assert any(r["boxes"] == [] for r in records) and any(len(r["boxes"]) > 1 for r in records)
+
+
+def test_scan2cap_val_one_record_per_object_with_every_reference(truths, files, objects):
+    entries = files[SCANREFER_FILE.format(split="val")]
+    records = scan2cap_records(entries, "val", objects, "ScanRefer_filtered_val.json", per_object=True)
+    expected = Counter((e["scene_id"], int(e["object_id"])) for e in entries)
+    assert Counter((r["scene_id"], r["object_id"]) for r in records) == Counter(dict.fromkeys(expected, 1))
+    for record in records:
+        descriptions = [e["description"] for e in entries
+                        if (e["scene_id"], int(e["object_id"])) == (record["scene_id"], record["object_id"])]
+        assert record["references"] == descriptions
+        assert record["conversations"][1]["value"] == descriptions[0]
+        assert _human(record) == "Given an object located at <coord> , describe the object in detail."
+        assert record["box"] == truths[record["scene_id"]].objects[record["object_id"]].box
+    train = scan2cap_records(files[SCANREFER_FILE.format(split="train")], "train", objects, "x", per_object=False)
+    assert len(train) == len(files[SCANREFER_FILE.format(split="train")])
+    assert len({r["id"] for r in train}) == len(train)
+
+
+def test_scanqa_records(files):
+    entries = files[SCANQA_FILE.format(split="val")]
+    records = scanqa_records(entries, "val", "ScanQA_v1.0_val.json")
+    for entry, record in zip(entries, records, strict=True):
+        assert _human(record) == f"{entry['question']} Answer the question simply."
+        assert record["conversations"][1]["value"] == entry["answers"][0]
+        assert record["answers"] == entry["answers"] and record["question_id"] == entry["question_id"]
+
+
+def test_sqa3d_records(tmp_path, truths, files):
+    write_benchmarks(tmp_path, list(truths.values()), seed=3)
+    layout = DataLayout(tmp_path)
+    entries = read_sqa3d(layout.benchmark_path(SQA3D_QUESTIONS_FILE, "test"),
+                         layout.benchmark_path(SQA3D_ANNOTATIONS_FILE, "test"))
+    records = sqa3d_records(entries, "test", "v1_balanced_questions_test_scannetv2.json")
+    assert len(records) == len(files[SQA3D_QUESTIONS_FILE.format(split="test")]["questions"])
+    for entry, record in zip(entries, records, strict=True):
+        assert _human(record) == (f"{entry['situation']} {entry['question']} "
+                                  "Answer the question using a single word or phrase.")
+        assert record["situation"] == entry["situation"] and record["answers"] == entry["answers"]
+        assert record["question_type"] == sqa3d_question_type(entry["question"])
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("What color is the chair?", "what"), ("Is the bed on my left?", "is"), ("how many chairs?", "how"),
+    ("Can I see it?", "can"), ("Which side is it on?", "which"), ("If I turn around, will it be there?", "others"),
+    ("Whatever happened?", "others"), ("", "others"),
+])
+def test_sqa3d_question_type_from_first_word(question, kind):
+    assert sqa3d_question_type(question) == kind
+
+
+def test_bad_object_id_names_the_file_and_record(files, objects):
+    entries = [dict(e) for e in files[SCANREFER_FILE.format(split="val")]]
+    entries[2]["object_id"] = "99"
+    with pytest.raises(DataFileError, match=r"ScanRefer_filtered_val\.json record 2: object_id 99 is not an object"):
+        scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json")
+    entries[2]["scene_id"] = "scene0999_00"
+    with pytest.raises(DataFileError, match="scene0999_00 has no annotated objects"):
+        scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json")
