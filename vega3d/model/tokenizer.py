@@ -1,0 +1,112 @@
+"""Tokenizers: the Qwen2 tokenizer of the checkpoint folder, a tiny offline-trained one, and the
+VEGA-3D special tokens ``<image>``, ``<ground>``, ``<coord>`` (embedding rows = mean of existing rows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from vega3d.model.configuration import QWEN_IM_END, QWEN_IM_START, QWEN_PAD_TOKEN
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from vega3d.model.modeling_vega3d import Vega3DModel
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"
+GROUND_TOKEN = "<ground>"
+COORD_TOKEN = "<coord>"
+SPECIAL_TOKENS: dict[str, str] = {"image": IMAGE_TOKEN, "ground": GROUND_TOKEN, "coord": COORD_TOKEN}
+# Room kept in a tiny model's vocabulary for the tokens added after training the tokenizer.
+RESERVED_ROWS = len(SPECIAL_TOKENS)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a checkpoint folder (Qwen2 for LLaVA-Video), offline."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = QWEN_PAD_TOKEN
+    return tokenizer
+
+
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> PreTrainedTokenizerBase:
+    """Train a byte-level BPE (Qwen2 pre-tokenizer) on ``texts`` and save it as a Qwen2 tokenizer folder.
+
+    The result has ``vocab_size - RESERVED_ROWS`` entries (the ChatML tokens included) so that adding
+    ``<image>``, ``<ground>``, ``<coord>`` later fits the model's ``vocab_size`` rows.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    size = vocab_size - RESERVED_ROWS
+    if size < 256 + 3:
+        raise ValueError(f"vocab_size {vocab_size} is too small for a byte-level BPE (needs >= {256 + 3 + RESERVED_ROWS})")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=size,
+        special_tokens=[QWEN_PAD_TOKEN, QWEN_IM_START, QWEN_IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(list(texts), trainer=trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tokenizer = Qwen2Tokenizer(
+        vocab=model["vocab"], merges=merges, eos_token=QWEN_IM_END, pad_token=QWEN_PAD_TOKEN,
+        unk_token=None, additional_special_tokens=[QWEN_IM_START, QWEN_IM_END],
+    )
+    tokenizer.model_max_length = 32768
+    tokenizer.padding_side = "right"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(out_dir))
+    return tokenizer
+
+
+def add_special_tokens(tokenizer: PreTrainedTokenizerBase, model: Vega3DModel) -> dict[str, int]:
+    """Add ``<image>``, ``<ground>``, ``<coord>`` to the tokenizer and record their ids in the model config.
+
+    Rows of tokens added here start (input embeddings and LM head) as the mean of the rows of the
+    tokens that existed before; the embedding matrix grows only when the tokenizer outgrows it.
+    Tokens the tokenizer already had (our own saved models) keep their trained rows.
+    """
+    from tokenizers import AddedToken
+
+    before = len(tokenizer)
+    missing = [tok for tok in SPECIAL_TOKENS.values() if tok not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in missing]},
+            replace_extra_special_tokens=False,
+        )
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in SPECIAL_TOKENS.items()}
+    new_ids = [tokenizer.convert_tokens_to_ids(tok) for tok in missing]
+    embeddings = model.get_input_embeddings()
+    if len(tokenizer) > embeddings.num_embeddings:
+        model.language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        model.config.text_config.vocab_size = len(tokenizer)
+    if new_ids:
+        with torch.no_grad():
+            for matrix in {model.get_input_embeddings().weight, model.get_output_embeddings().weight}:
+                mean = matrix[:before].float().mean(dim=0).to(matrix.dtype)
+                matrix[new_ids] = mean
+        logger.info("added tokens %s with ids %s (rows = mean of %d existing rows)", missing, new_ids, before)
+    model.config.image_token_id = ids["image"]
+    model.config.ground_token_id = ids["ground"]
+    model.config.coord_token_id = ids["coord"]
+    return ids
