@@ -77,6 +77,9 @@ def test_cpu_image_pins():
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert '--index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"' in runs
     assert "openjdk-17-jre-headless=17.0.*" in runs
+    # The same image serves MLflow in manifests/: it needs the Postgres driver of the mlflow-server extra.
+    assert '"/tmp/vega3d-src[all,mlflow-server]"' in runs
+    assert 'mlflow-server = ["psycopg2-binary' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_cuda_image_pins():
