@@ -191,6 +191,7 @@ def start_seaweedfs(
         f"-filer.port={ports['filer']}",
         f"-s3.port={ports['s3']}",
         f"-admin.port={ports['admin']}",
+        "-volume.preStopSeconds=0",  # no cluster to drain: stop at once
         f"-filer.localSocket={root / 'filer.sock'}",
         f"-s3.localSocket={root / 's3.sock'}",
     ]  # fmt: skip
