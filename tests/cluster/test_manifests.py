@@ -19,7 +19,7 @@ MANIFESTS = ROOT / "manifests"
 TARGETS = ["base", "overlays/self-hosted", "overlays/external-s3", "overlays/gpu-pool"]
 K8S_VERSION = "1.37.0"
 CUSTOM_KINDS = {("trainer.kubeflow.org/v1alpha1", "TrainingRuntime")}
-SECRET_NAMES = {"vega3d-s3-credentials", "vega3d-mlflow-credentials", "vega3d-postgres-credentials"}
+SECRET_NAMES = {"vega3d-s3", "vega3d-mlflow", "vega3d-postgres"}
 
 
 def _tool(name: str) -> str:
@@ -139,8 +139,8 @@ def test_mlflow_server_uses_postgres_s3_proxy_and_basic_auth(rendered):
     assert '--backend-store-uri "postgresql://${MLFLOW_DB_USER}@${MLFLOW_DB_HOST}' in script
     assert '--artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION}"' in script
     env = {e["name"]: e for e in container["env"]}
-    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "vega3d-postgres-credentials"
-    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "vega3d-mlflow-credentials"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "vega3d-postgres"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "vega3d-mlflow"
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
@@ -180,6 +180,16 @@ def test_sensitive_env_comes_from_secret_references(rendered):
     assert referenced == {(name, key) for name, keys in examples.items() for key in keys}
 
 
+def test_pipeline_steps_and_training_nodes_read_the_same_secrets():
+    placement_module = pytest.importorskip("pipelines.placement")
+    placement = placement_module.Placement()
+    examples = _secret_examples()
+    assert (placement.s3_secret, placement.s3_secret_keys) == (tj.S3_SECRET, tj.S3_SECRET_KEYS)
+    assert (placement.mlflow_secret, placement.mlflow_secret_keys) == (tj.MLFLOW_SECRET, tj.MLFLOW_SECRET_KEYS)
+    assert set(tj.S3_SECRET_KEYS) == set(examples[tj.S3_SECRET])
+    assert set(tj.MLFLOW_SECRET_KEYS) <= set(examples[tj.MLFLOW_SECRET])
+
+
 def test_secret_kustomization_generates_the_referenced_secrets(tmp_path):
     folder = tmp_path / "secrets"
     shutil.copytree(MANIFESTS / "secrets", folder)
@@ -192,7 +202,7 @@ def test_secret_kustomization_generates_the_referenced_secrets(tmp_path):
     assert result.returncode == 0, result.stderr
     secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all(result.stdout)}
     assert set(secrets) == SECRET_NAMES
-    assert set(secrets["vega3d-s3-credentials"]["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(secrets["vega3d-s3"]["data"]) == {"access-key", "secret-key", "endpoint"}
 
 
 # ------------------------------------------------------------------------------------ RBAC of the launcher

@@ -26,7 +26,7 @@ def _request(**changes) -> tj.TrainJobRequest:
             accelerators_per_node=4, cpu="48", memory="480Gi", shm_size="32Gi",
             node_selector=GPU_POOL, tolerations=[GPU_TAINT],
         ),
-        env={"MLFLOW_TRACKING_URI": "http://mlflow.vega3d:5000", "AWS_ENDPOINT_URL": "http://seaweedfs:8333"},
+        env={"MLFLOW_TRACKING_URI": "http://vega3d-mlflow.vega3d:5000"},
         deadline_s=7200,
     )
     fields.update(changes)
@@ -80,16 +80,16 @@ def test_manifest_places_pods_on_the_gpu_pool_with_shm():
 def test_manifest_env_has_values_and_secret_references_only():
     env = tj.build_trainjob(_request())["spec"]["trainer"]["env"]
     by_name = {e["name"]: e for e in env}
-    assert by_name["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.vega3d:5000"}
+    assert by_name["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": "http://vega3d-mlflow.vega3d:5000"}
     assert by_name["AWS_SECRET_ACCESS_KEY"] == {
         "name": "AWS_SECRET_ACCESS_KEY",
-        "valueFrom": {"secretKeyRef": {"name": "vega3d-s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}},
+        "valueFrom": {"secretKeyRef": {"name": "vega3d-s3", "key": "secret-key", "optional": True}},
     }
     assert by_name["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "vega3d-mlflow-credentials", "key": "MLFLOW_TRACKING_PASSWORD", "optional": True
+        "name": "vega3d-mlflow", "key": "password", "optional": True
     }
     assert sorted(by_name) == sorted([
-        "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
         "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
     ])
 

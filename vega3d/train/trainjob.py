@@ -41,9 +41,12 @@ NODE_CONTAINER = "node"
 PATCH_MANAGER = "vega3d.io/trainjob-launcher"
 #: The namespaced TrainingRuntime shipped in manifests/base/trainer-runtime.yaml.
 DEFAULT_RUNTIME = "vega3d-torch-deepspeed"
-#: Secrets the manifests expect (created by the operator, never committed); keys are the env names.
-S3_SECRET = "vega3d-s3-credentials"
-MLFLOW_SECRET = "vega3d-mlflow-credentials"
+#: Secrets created by the operator from manifests/secrets (never committed): secret key -> env variable.
+#: The same names as pipelines/placement.py, so pipeline steps and training nodes read the same secrets.
+S3_SECRET = "vega3d-s3"
+S3_SECRET_KEYS = {"access-key": "AWS_ACCESS_KEY_ID", "secret-key": "AWS_SECRET_ACCESS_KEY", "endpoint": "AWS_ENDPOINT_URL"}
+MLFLOW_SECRET = "vega3d-mlflow"
+MLFLOW_SECRET_KEYS = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40  # JobSet derives pod names "<name>-node-0-<index>-<random>" that must stay DNS labels
@@ -76,12 +79,11 @@ class SecretEnv:
 
 
 def default_secret_env() -> list[SecretEnv]:
-    """S3 and MLflow credentials by reference, as created from manifests/secrets.example.env."""
+    """S3 and MLflow credentials by reference (optional: clusters with workload identity or no auth run too)."""
     return [
-        SecretEnv("AWS_ACCESS_KEY_ID", S3_SECRET, "AWS_ACCESS_KEY_ID"),
-        SecretEnv("AWS_SECRET_ACCESS_KEY", S3_SECRET, "AWS_SECRET_ACCESS_KEY"),
-        SecretEnv("MLFLOW_TRACKING_USERNAME", MLFLOW_SECRET, "MLFLOW_TRACKING_USERNAME", optional=True),
-        SecretEnv("MLFLOW_TRACKING_PASSWORD", MLFLOW_SECRET, "MLFLOW_TRACKING_PASSWORD", optional=True),
+        SecretEnv(env, secret, key, optional=True)
+        for secret, keys in ((S3_SECRET, S3_SECRET_KEYS), (MLFLOW_SECRET, MLFLOW_SECRET_KEYS))
+        for key, env in keys.items()
     ]
 
 
