@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vega3d.data.commands import app as data_app
+from vega3d.data.commands import demo_command
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.command("eval")(eval_command)
+app.command("demo")(demo_command)
 app.command("extract")(extract_command)
 
 

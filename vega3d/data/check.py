@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,22 +116,24 @@ def _check_frames(layout: DataLayout, scene: str) -> list[Problem]:
         read_matrix(layout.intrinsic_path(scene), fix=RECREATE)
     except DataFileError as error:
         return problems + [_from_error(error)]
-    size: tuple[int, int] | None = None
+    sizes: dict[str, tuple[int, int]] = {}
     for stem in sorted(stems[".png"]):
         path = folder / f"{stem}.png"
         try:
             with Image.open(path) as image:
-                mode, frame_size = image.mode, image.size
+                mode, sizes[stem] = image.mode, image.size
         except (UnidentifiedImageError, OSError) as error:
             problems.append(Problem(str(path), f"unreadable depth PNG ({error})", "re-export the depth frame"))
             continue
         if mode not in DEPTH_MODES:
             problems.append(Problem(str(path), f"depth must be 16-bit (mode I;16), got {mode}",
                                     "re-export depth as uint16 millimetres"))
-        size = size or frame_size
+    size = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
+    for stem, frame_size in sizes.items():
         if frame_size != size:
-            problems.append(Problem(str(path), f"depth is {frame_size[0]}x{frame_size[1]}, the scene's first "
-                                    f"depth frame is {size[0]}x{size[1]}", "re-export at the scene's depth size"))
+            problems.append(Problem(str(folder / f"{stem}.png"), f"depth is {frame_size[0]}x{frame_size[1]}, the "
+                                    f"scene's other depth frames are {size[0]}x{size[1]}",
+                                    "re-export at the scene's depth size"))
     if size is not None:
         cx, cy = intrinsic[0, 2], intrinsic[1, 2]
         if not (size[0] / 4 < cx < 3 * size[0] / 4 and size[1] / 4 < cy < 3 * size[1] / 4):
@@ -233,6 +236,13 @@ def _check_benchmarks(layout: DataLayout, scenes_on_disk: set[str], counts: dict
     return problems
 
 
+def _scene_folders(layout: DataLayout) -> set[str]:
+    """Scenes with both a posed_images and a scans folder."""
+    images = layout.root / "scannet" / "posed_images"
+    names = {p.name for p in images.iterdir() if p.is_dir()} if images.is_dir() else set()
+    return {name for name in names if layout.scan_dir(name).is_dir()}
+
+
 def check_data_root(root: str | Path, progress: bool = False) -> list[Problem]:
     """Every problem of a data root (empty list = ready for `vega3d data prep`)."""
     from tqdm import tqdm
@@ -244,14 +254,11 @@ def check_data_root(root: str | Path, progress: bool = False) -> list[Problem]:
     split_of: dict[str, str] = {}
     for split in ("train", "val", "test"):
         path = layout.split_file_path(split)
-        if not path.is_file():
-            if split != "test":
-                problems.append(Problem(str(path), "split list missing", RECREATE))
-            continue
-        for scene in read_split_scenes(layout, split):
-            split_of.setdefault(scene, split)
-        for scene in _info_scenes(layout, split, problems) - set(read_split_scenes(layout, split)):
-            split_of.setdefault(scene, split)
+        if not path.is_file() and split != "test":
+            problems.append(Problem(str(path), "split list missing", RECREATE))
+        if path.is_file() or layout.embodiedscan_info_path(split).is_file():
+            for scene in read_split_scenes(layout, split) + sorted(_info_scenes(layout, split, problems)):
+                split_of.setdefault(scene, split)
     on_disk = {s for s in split_of if layout.posed_images_dir(s).is_dir() and layout.scan_dir(s).is_dir()}
     for scene in sorted(set(split_of) - on_disk):
         folder = layout.posed_images_dir(scene) if not layout.posed_images_dir(scene).is_dir() else layout.scan_dir(scene)
@@ -265,7 +272,7 @@ def check_data_root(root: str | Path, progress: bool = False) -> list[Problem]:
             counts[scene] = scene_object_count(layout, scene)
         except DataFileError:
             counts[scene] = None  # already reported by _check_scan
-    problems += _check_benchmarks(layout, on_disk, counts)
+    problems += _check_benchmarks(layout, on_disk | _scene_folders(layout), counts)
     for split in ("train", "val", "test"):
         for path, predicted in ((layout.gt_box_path(split), False), (layout.pred_box_path(split), True)):
             if path.is_file():

@@ -134,3 +134,16 @@ def run_data_demo(root: Path, preset: str = "tiny") -> None:
         print_problems(problems)
         raise typer.Exit(1)
     typer.echo("[3/3] check: no problems")
+
+
+def demo_command(
+    root: Annotated[Path, typer.Option("--root", help="Data root the demo writes (its files are overwritten).")] = Path(
+        ".demo/data"),
+    preset: PresetOption = "tiny",
+) -> None:
+    """Run the demo. For now: synthesise -> prep -> check a data root (the full pipeline demo comes with the
+    pipeline issue)."""
+    typer.echo("vega3d demo: data stage only for now (synthesise -> prep -> check); the full pipeline demo "
+               "(extract -> train -> evaluate -> report) comes with the pipeline issue.")
+    run_data_demo(root, preset)
+    typer.echo(f"demo data ready under {root}")
