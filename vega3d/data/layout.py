@@ -90,6 +90,10 @@ class DataLayout:
         """Prep output: mesh vertices in the aligned frame with colours and instance ids (``.npz``)."""
         return self.root / "scannet" / "pcd_with_global_alignment" / f"{scene}.npz"
 
+    def label_map_path(self) -> Path:
+        """Optional ScanNet label table (raw_category -> NYU40 class), used for ScanRefer unique/multiple."""
+        return self.root / "scannet" / "scannetv2-labels.combined.tsv"
+
     # --- embodiedscan/, metadata/ -------------------------------------------------------------------
     def embodiedscan_info_path(self, split: str) -> Path:
         return self.root / "embodiedscan" / f"embodiedscan_infos_{split}.pkl"
