@@ -132,3 +132,10 @@ def test_scene_listed_but_missing_on_disk(root):
         handle.write("scene0998_00\n")
     problem = _only_problem(root)
     assert problem.path == str(layout.posed_images_dir("scene0998_00")) and "not on disk" in problem.problem
+
+
+def test_val_scene_without_predicted_masks(root):
+    path = DataLayout(root).mask_path(_scene(root, "val"))
+    path.unlink()
+    problem = _only_problem(root)
+    assert problem.path == str(path) and "predicted instance masks missing" in problem.problem

@@ -253,3 +253,19 @@ def test_failure_inside_prep_leaves_processed_untouched(raw_root, tmp_path):
     assert not (root / "processed").exists()
     assert not layout.gt_box_path("train").exists() and not layout.voxel_path().exists()
     assert not list(root.rglob(".*.tmp-*"))
+
+
+def test_label_classes_from_the_scannet_label_table(tmp_path):
+    from vega3d.data.errors import DataFileError
+    from vega3d.data.prep import label_classes
+
+    layout = DataLayout(tmp_path)
+    assert label_classes(layout)("office chair") == "office chair"  # no table: the label itself
+    layout.label_map_path().parent.mkdir(parents=True)
+    layout.label_map_path().write_text("id\traw_category\tcategory\tnyu40id\tnyu40class\n"
+                                       "1\toffice chair\tchair\t5\tchair\n2\tchair\tchair\t5\tchair\n")
+    to_class = label_classes(layout)
+    assert [to_class(x) for x in ("office chair", "chair", "lamp")] == ["chair", "chair", "lamp"]
+    layout.label_map_path().write_text("a\tb\n1\t2\n")
+    with pytest.raises(DataFileError, match="raw_category and nyu40class"):
+        label_classes(layout)

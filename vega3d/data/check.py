@@ -173,6 +173,9 @@ def _check_scan(layout: DataLayout, scene: str, split: str) -> list[Problem]:
     for path in required:
         if not path.is_file():
             problems.append(Problem(str(path), "scan file missing", RECREATE))
+    if split == "val" and not layout.mask_path(scene).is_file():
+        problems.append(Problem(str(layout.mask_path(scene)), "predicted instance masks missing (evaluation "
+                                "grounds on their boxes)", "add the scene's Mask3D masks (or re-run synth)"))
     if layout.aggregation_path(scene).is_file():
         try:
             ids = read_aggregation(layout.aggregation_path(scene)).object_ids

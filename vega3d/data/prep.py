@@ -12,6 +12,7 @@ on the same root rewrites identical files.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import pickle
@@ -182,13 +183,27 @@ def _build_records(layout: DataLayout, tasks: list[str], objects: dict[str, Scen
     return built
 
 
-def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True,
-             label_class: Callable[[str], str] | None = None) -> PrepReport:
-    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails.
+def label_classes(layout: DataLayout) -> Callable[[str], str]:
+    """Aggregation label -> class for ScanRefer unique/multiple.
 
-    ``label_class`` maps an aggregation label to its class for ScanRefer unique/multiple (NYU40 through
-    ScanNet's label table on real data); by default the label itself.
+    NYU40 class through ScanNet's ``scannetv2-labels.combined.tsv`` (raw_category -> nyu40class) when the
+    root has it; otherwise (and for labels the table lacks) the label itself, which is exact for synthetic
+    scenes (one label per NYU40 class).
     """
+    path = layout.label_map_path()
+    if not path.is_file():
+        return lambda label: label
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        if not {"raw_category", "nyu40class"} <= set(reader.fieldnames or ()):
+            raise DataFileError(path, "needs the columns raw_category and nyu40class",
+                                "use ScanNet's scannetv2-labels.combined.tsv or remove the file")
+        mapping = {row["raw_category"]: row["nyu40class"] for row in reader}
+    return lambda label: mapping.get(label, label)
+
+
+def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepReport:
+    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -196,7 +211,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True,
     problems = check_data_root(layout.root)
     if problems:
         raise PrepError(layout.root, problems)
-    to_class = label_class or (lambda label: label)
+    to_class = label_classes(layout)
     scenes = {split: read_split_scenes(layout, split) for split in ("train", "val", "test")}
     report = PrepReport(root=str(layout.root), scenes=scenes)
     gt: dict[str, dict[str, list]] = {split: {} for split in scenes}
