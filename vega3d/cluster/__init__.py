@@ -1,0 +1,1 @@
+"""Cluster-side helpers: submitting the pipeline to Kubeflow Pipelines and reading its gate result."""
