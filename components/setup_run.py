@@ -61,7 +61,6 @@ def setup_run(
     from collections import namedtuple
 
     from vega3d import stages
-
     from vega3d.runs import pipeline_overrides
 
     dotted = pipeline_overrides(

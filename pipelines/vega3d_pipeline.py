@@ -13,11 +13,11 @@ from kfp import dsl
 from components.evaluate import evaluate
 from components.extract import extract
 from components.finalize import finalize
+from components.images import CPU_IMAGE
 from components.prep import prep
 from components.report import report
 from components.setup_run import setup_run
 from components.train import train
-from components.images import CPU_IMAGE
 from pipelines.placement import (
     DEFAULT_NODE_SELECTOR,
     DEFAULT_TOLERATIONS,

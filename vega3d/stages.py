@@ -1,0 +1,237 @@
+"""The pipeline's stages as plain functions: what each Kubeflow component calls (no kfp here).
+
+Each stage takes the resolved run config as YAML (identical settings -> identical input -> cache hits),
+stages the data it reads from the storage root into a local working copy, runs the real work of
+vega3d.data / generative / train / evaluation, publishes what it wrote back under the storage root, and logs
+a child run under the MLflow parent run of its pipeline run. The parent run is found by the pipeline run
+key in ``VEGA3D_PIPELINE_RUN_ID`` (set from the pod's run-id label in the cluster, by the local runner on one
+machine), so that per-run ids never enter the steps' inputs and caching stays content-based.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vega3d import staging, storage
+from vega3d.config import Vega3DConfig
+from vega3d.runs import config_digest, config_from_yaml, config_to_yaml, resolve_run_config
+
+logger = logging.getLogger(__name__)
+
+RUN_KEY_ENV = "VEGA3D_PIPELINE_RUN_ID"
+# What steps stage down from the data root: everything except the feature store.
+DATA_SUBPATHS = ["scannet", "embodiedscan", "metadata", "benchmark", "processed", "models", "synthetic_truth.json"]
+# Folders of the data root that prep writes (published back to the storage root).
+PREP_OUTPUTS = ("metadata", "processed", "scannet/points")
+# Metrics the champion gate compares (higher is better), one per benchmark as in the paper table.
+GATE_METRICS = ("scanrefer/acc_iou25", "multi3drefer/f1_iou25", "scan2cap/cider_iou50", "scanqa/cider", "sqa3d/em")
+
+
+def _tracker(cfg: Vega3DConfig, safe: bool = True):
+    from vega3d.tracking import Tracker
+
+    return Tracker(cfg.tracking.uri, safe=safe)
+
+
+def _parent_run(tracker, cfg: Vega3DConfig) -> str | None:
+    """The parent run of the current pipeline run (None when tracking is off or the key is unknown)."""
+    run_key = os.environ.get(RUN_KEY_ENV)
+    if not tracker.enabled:
+        return None
+    if not run_key:
+        logger.warning("%s is not set: this step's MLflow run is not attached to a pipeline run", RUN_KEY_ENV)
+        return None
+    return tracker.start_pipeline_run(cfg.tracking.experiment, run_key, cfg.preset)
+
+
+def _local_config(cfg: Vega3DConfig, data_dir: Path) -> Vega3DConfig:
+    """The config with the data root pointing at the local working copy; checkpoints resolved locally.
+
+    Relative checkpoint paths live under the data root (already staged); a checkpoint given as a URI elsewhere
+    is staged down on its own.
+    """
+    local = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(data_dir)})})
+    local = local.with_paths_under_root()
+    for section in ("model", "generative"):
+        part = getattr(local, section)
+        if storage.is_remote(part.checkpoint):
+            staged = str(staging.stage_down(part.checkpoint))
+            local = local.model_copy(update={section: part.model_copy(update={"checkpoint": staged})})
+    return local
+
+
+def setup_run(
+    preset: str,
+    overrides: list[str],
+    storage_root: str,
+    data_uri: str,
+    mlflow_uri: str,
+    experiment: str,
+    run_key: str,
+) -> tuple[str, str]:
+    """Resolve and validate the config; open the MLflow parent run. Returns (config YAML, parent run id or "")."""
+    cfg = resolve_run_config(preset, overrides, storage_root, data_uri, mlflow_uri or None, experiment)
+    tracker = _tracker(cfg, safe=False)
+    parent = None
+    if tracker.enabled:
+        parent = tracker.start_pipeline_run(
+            experiment, run_key, cfg.preset, data_version=data_uri, tags={"vega3d.config_digest": config_digest(cfg)}
+        )
+        tracker.log_params_flat(parent, cfg.model_dump(mode="json"))
+    return config_to_yaml(cfg), parent or ""
+
+
+def prep(config_yaml: str) -> dict[str, Any]:
+    """Check and prepare the data root; publish the derived files next to the raw data."""
+    from vega3d.data.prep import run_prep
+
+    cfg = config_from_yaml(config_yaml)
+    tracker = _tracker(cfg)
+    with tracker.stage_run(_parent_run(tracker, cfg), "prep") as run:
+        data_dir = staging.stage_down(cfg.data.root, subpaths=DATA_SUBPATHS)
+        report = run_prep(data_dir, cfg.data)
+        published = staging.stage_up(data_dir, cfg.data.root, [p for p in PREP_OUTPUTS if (data_dir / p).exists()])
+        counts = {f"records_{name}": float(n) for name, n in report.records.items()}
+        counts.update({f"scenes_{split}": float(len(names)) for split, names in report.scenes.items()})
+        run.log_metrics({**counts, "seconds": report.seconds, "files_published": float(published)})
+    return {"uri": cfg.data.root, "counts": counts}
+
+
+def needs_offline_features(config_yaml: str) -> bool:
+    """Whether training/evaluation read offline features (so the extract step must run)."""
+    cfg = config_from_yaml(config_yaml)
+    return cfg.generative.backbone != "none" and cfg.generative.mode == "offline"
+
+
+def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
+    """Extract offline generative features of every sampled frame list into the feature store."""
+    from vega3d.generative.extract import default_store_uri, extract_features
+    from vega3d.generative.registry import build_encoder
+
+    cfg = config_from_yaml(config_yaml)
+    tracker = _tracker(cfg)
+    with tracker.stage_run(_parent_run(tracker, cfg), "extract") as run:
+        data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
+        local = _local_config(cfg, data_dir)
+        store_uri = default_store_uri(cfg)
+        encoder = build_encoder(local.generative, local.model.pooled_grid, _device())
+        summary = extract_features(local, encoder, store_uri)
+        run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
+        run.set_tags({"vega3d.feature_id": summary.feature_id})
+    return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _with_features(cfg: Vega3DConfig, feature_id: str) -> Vega3DConfig:
+    """The config reading offline features ``feature_id`` from the store under the storage root."""
+    if not feature_id:
+        return cfg
+    from vega3d.generative.extract import default_store_uri
+
+    generative = cfg.generative.model_copy(
+        update={"mode": "offline", "feature_id": feature_id, "feature_root": default_store_uri(cfg)}
+    )
+    return cfg.model_copy(update={"generative": generative})
+
+
+def train(config_yaml: str, data_uri: str, feature_id: str) -> dict[str, Any]:
+    """Train on this node; returns the final model URI and summary metrics."""
+    from vega3d.train.trainer import run_training
+
+    cfg = _with_features(config_from_yaml(config_yaml), feature_id)
+    tracker = _tracker(cfg)
+    parent = _parent_run(tracker, cfg)
+    data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
+    result = run_training(_local_config(cfg, data_dir), parent_run_id=parent)
+    return {"uri": result.model_uri, "metrics": result.summary_metrics()}
+
+
+def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature_id: str) -> dict[str, float]:
+    """Evaluate one benchmark with the trained model; returns the task's metrics (flat, unprefixed)."""
+    from vega3d.evaluation.commands import evaluate_task
+    from vega3d.evaluation.mlflow_log import log_eval_result
+
+    cfg = _with_features(config_from_yaml(config_yaml), feature_id)
+    tracker = _tracker(cfg)
+    with tracker.stage_run(_parent_run(tracker, cfg), f"eval-{task}") as run:
+        data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
+        local = _local_config(cfg, data_dir)
+        model_dir = staging.stage_down(model_uri)
+        local = local.model_copy(update={"model": local.model.model_copy(update={"checkpoint": str(model_dir)})})
+        result = evaluate_task(local, task, None, None, None, strict=False, meteor=True, progress=False)
+        log_eval_result(tracker, run.run_id, result)
+    return {"task": task, **{k: float(v) for k, v in result.metrics.items()}}
+
+
+def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Benchmark table + plot on the parent run, model registration and the champion gate."""
+    from vega3d.evaluation.report import format_markdown
+
+    cfg = config_from_yaml(config_yaml)
+    by_task = {m["task"]: {k: v for k, v in m.items() if k != "task"} for m in task_metrics}
+    markdown = format_markdown(by_task)
+    report_uri = storage.join(cfg.eval.output_uri, "report.md")
+    storage.write_text(report_uri, markdown)
+    tracker = _tracker(cfg, safe=False)
+    gate: dict[str, Any] = {"promoted": False, "version": None, "report_uri": report_uri}
+    parent = _parent_run(tracker, cfg)
+    if parent:
+        flat = {f"{task}/{name}": value for task, metrics in by_task.items() for name, value in metrics.items()}
+        tracker.log_metrics(parent, flat)
+        tracker.log_text(parent, markdown, "report/benchmarks.md")
+        with tempfile.TemporaryDirectory() as folder:
+            plot = Path(folder) / "benchmarks.png"
+            _plot_metrics(by_task, plot)
+            tracker.log_artifact(parent, plot, "report")
+        version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=parent,
+                                         tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
+        metric_names = [m for m in GATE_METRICS if m in flat]
+        decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
+        gate.update({"version": version, "promoted": bool(decision and decision.promoted),
+                     "metrics": metric_names, "decision": str(decision)})
+        tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
+    return {"markdown": markdown, "gate": gate}
+
+
+def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:
+    """Bar chart of the paper-table columns of this run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vega3d.evaluation.report import COLUMNS
+
+    labels = [f"{c.benchmark} {c.label}" for c in COLUMNS]
+    values = [by_task.get(c.task, {}).get(c.metric, 0.0) for c in COLUMNS]
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    axes.bar(range(len(values)), values)
+    axes.set_xticks(range(len(values)), labels, rotation=30, ha="right")
+    axes.set_ylabel("score")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def finalize(mlflow_uri: str, experiment: str, run_key: str, state: str, error_message: str | None) -> None:
+    """Exit handler: FINISHED when the pipeline succeeded, FAILED otherwise (children left RUNNING too)."""
+    if not mlflow_uri:
+        return
+    from vega3d.tracking import Tracker
+
+    tracker = Tracker(mlflow_uri, safe=False)
+    parent = tracker.start_pipeline_run(experiment, run_key, preset="unknown")
+    status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
+    if status == "FAILED" and error_message:
+        tracker.set_tags(parent, {"vega3d.error": error_message[:4000]})
+    tracker.set_run_status(parent, status)
