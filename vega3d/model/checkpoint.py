@@ -25,7 +25,7 @@ import torch
 
 from vega3d.config import ModelConfig
 from vega3d.model.configuration import Vega3DConfigHF, build_hf_config
-from vega3d.model.modeling_vega3d import Vega3DModel
+from vega3d.model.modeling_vega3d import Vega3DModel, enable_gradient_checkpointing
 from vega3d.model.tokenizer import add_special_tokens, load_tokenizer, train_tiny_tokenizer
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def load_model(
 def _apply_runtime_settings(model: Vega3DModel, model_cfg: ModelConfig) -> None:
     model.config._attn_implementation = model_cfg.attn_implementation
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(model)
 
 
 def llava_video_config(model_cfg: ModelConfig) -> dict[str, Any]:
@@ -245,19 +245,20 @@ def default_corpus() -> list[str]:
         "Given an object located at <coord> , describe the object in detail.",
         "Answer the question simply.", "Answer the question using a single word or phrase.",
     ]
-    sentences += [f"the {a} {b} is {c} the {d} ." for a, b, c, d in zip(words, words[5:], words[10:], words[15:])]
+    sentences += [f"the {a} {b} is {c} the {d} ." for a, b, c, d in zip(words, words[5:], words[10:], words[15:], strict=False)]
     return sentences * 4 + [" ".join(words)] * 4 + [str(n) for n in range(100)]
 
 
-def write_tiny_llava_video(
+def write_llava_video(
+    model: Vega3DModel,
     path: str | Path,
     model_cfg: ModelConfig,
     corpus: Iterable[str] | None = None,
-    seed: int = 0,
     num_shards: int = 2,
 ) -> Path:
-    """Write a random model of ``model_cfg``'s sizes in the LLaVA-Video layout (config.json with the
-    published fields, ``num_shards`` safetensors + index, post-layernorm keys, Qwen2 tokenizer files)."""
+    """Write ``model``'s LLaVA-Video part in the published layout: config.json with the published fields,
+    ``num_shards`` safetensors + index, the (unused) post-layernorm keys, and a Qwen2 tokenizer trained on
+    ``corpus``. The VEGA-3D additions are not written (LLaVA-Video has none)."""
     import shutil
 
     from safetensors.torch import save_file
@@ -266,8 +267,6 @@ def write_tiny_llava_video(
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.manual_seed(seed)
-    model = Vega3DModel(build_hf_config(model_cfg, 0))
     tensors = {}
     for name, tensor in model.state_dict().items():
         key = to_llava(name)
@@ -289,5 +288,18 @@ def write_tiny_llava_video(
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
-    logger.info("wrote a tiny LLaVA-Video checkpoint (%d tensors, %d shards) to %s", len(keys), num_shards, path)
+    logger.info("wrote a LLaVA-Video checkpoint (%d tensors, %d shards) to %s", len(keys), num_shards, path)
     return path
+
+
+def write_tiny_llava_video(
+    path: str | Path,
+    model_cfg: ModelConfig,
+    corpus: Iterable[str] | None = None,
+    seed: int = 0,
+    num_shards: int = 2,
+) -> Path:
+    """A random model of ``model_cfg``'s sizes written in the LLaVA-Video layout (tests and the demo)."""
+    torch.manual_seed(seed)
+    model = Vega3DModel(build_hf_config(model_cfg, 0))
+    return write_llava_video(model, path, model_cfg, corpus, num_shards)

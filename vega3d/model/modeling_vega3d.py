@@ -371,6 +371,15 @@ class Vega3DModel(Vega3DPreTrainedModel):
         return torch.stack(generated, dim=1)
 
 
+def enable_gradient_checkpointing(model: Vega3DModel) -> None:
+    """Recompute activations of the SigLIP and Qwen2 layers in the backward (non-reentrant)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 # Module names per trainable part (TrainConfig.trainable).
 PARTS: dict[str, tuple[str, ...]] = {
     "vision": ("vision_tower",),

@@ -1,0 +1,90 @@
+"""Grounding: patch selection, object features, InfoNCE loss, ScanRefer / Multi3DRefer selection rules."""
+
+import math
+
+import pytest
+import torch
+
+from vega3d.model.grounding import (
+    InfoNCEGroundHead,
+    infonce_loss,
+    object_features,
+    patch_box_membership,
+    select_multi3drefer,
+    select_scanrefer,
+)
+from vega3d.model.position_encoding import encode_positions
+
+
+def pixel_grid_world() -> tuple[torch.Tensor, torch.Tensor]:
+    """One 4x4 frame (2x2 patches of 2x2 pixels); pixel (r, c) sits at world (c + .5, r + .5, 0)."""
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    world = torch.stack([cols + 0.5, rows + 0.5, torch.zeros(4, 4)], dim=-1).unsqueeze(0)  # [1, 4, 4, 3]
+    return world, torch.ones(1, 4, 4, dtype=torch.bool)
+
+
+# Box A covers x in [0, 3], y in [0, 2]: all 4 pixels of patch (0,0), 2 of 4 of patch (0,1), none else.
+BOX_A = [1.5, 1.0, 0.0, 3.0, 2.0, 1.0]
+BOX_EMPTY = [10.0, 10.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def test_patch_membership_needs_half_the_pixels():
+    world, valid = pixel_grid_world()
+    member = patch_box_membership(world, valid, torch.tensor([BOX_A, BOX_EMPTY]), patch=2, patch_grid=2)
+    assert member.tolist() == [[True, True, False, False], [False, False, False, False]]
+    valid[0, 0, 2] = False  # patch (0,1) now has 1 of 4 pixels inside -> excluded
+    member = patch_box_membership(world, valid, torch.tensor([BOX_A]), patch=2, patch_grid=2)
+    assert member.tolist() == [[True, False, False, False]]
+
+
+def test_object_features_mean_plus_centre_encoding_and_zero_when_empty():
+    world, valid = pixel_grid_world()
+    dim = 6
+    feats = torch.arange(4 * dim, dtype=torch.float32).reshape(1, 4, dim)  # E of patches 0..3
+    got = object_features(feats, world, valid, torch.tensor([BOX_A, BOX_EMPTY]), patch=2)
+    expected_a = (feats[0, 0] + feats[0, 1]) / 2 + encode_positions(torch.tensor(BOX_A[:3]), dim)
+    torch.testing.assert_close(got[0], expected_a)
+    assert torch.equal(got[1], torch.zeros(dim))
+
+
+def test_infonce_loss_by_hand():
+    # tau = 1 and scores ln(4), ln(3), ln(2), zero-target ln(1): e^s = 4, 3, 2, 1 (sum 10)
+    scores = torch.tensor([math.log(4), math.log(3), math.log(2), 0.0])
+    loss = infonce_loss(scores, torch.tensor([True, False, True]), temperature=1.0)
+    assert loss.item() == pytest.approx(-math.log(6 / 10), abs=1e-6)
+    no_target = infonce_loss(scores, torch.tensor([False, False, False]), temperature=1.0)
+    assert no_target.item() == pytest.approx(-math.log(1 / 10), abs=1e-6)
+    scaled = infonce_loss(scores * 0.07, torch.tensor([True, False, False]), temperature=0.07)
+    assert scaled.item() == pytest.approx(-math.log(4 / 10), abs=1e-5)
+
+
+def test_scanrefer_takes_best_real_proposal_even_if_zero_target_wins():
+    assert select_scanrefer(torch.tensor([0.1, 0.5, 0.3, 0.9])) == 1
+
+
+def test_multi3drefer_zero_target_wins_predicts_nothing():
+    assert select_multi3drefer(torch.tensor([0.2, 0.8, 0.85]), temperature=0.07, threshold=0.4) == []
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.35, [0]), (0.5, [0, 1]), (0.85, [0, 1, 2])])
+def test_multi3drefer_cumulative_threshold(threshold, expected):
+    # tau = 1: p = 0.4, 0.3, 0.2 for the proposals and 0.1 for the zero-target
+    scores = torch.tensor([math.log(4), math.log(3), math.log(2), 0.0])
+    assert select_multi3drefer(scores, temperature=1.0, threshold=threshold) == expected
+
+
+def test_multi3drefer_orders_by_probability():
+    scores = torch.tensor([math.log(2), math.log(4), math.log(3), 0.0])
+    assert select_multi3drefer(scores, temperature=1.0, threshold=0.6) == [1, 2]
+
+
+def test_head_scores_are_cosines_with_zero_target_last():
+    torch.manual_seed(0)
+    head = InfoNCEGroundHead(8)
+    objects, query = torch.randn(3, 8), torch.randn(8)
+    scores = head(objects, query)
+    assert scores.shape == (4,)
+    objs = head.object_mlp(torch.cat([objects, head.zero_target[None]]))
+    q = head.query_mlp(query[None])
+    torch.testing.assert_close(scores, torch.nn.functional.cosine_similarity(objs, q))
+    assert scores.abs().max() <= 1.0

@@ -1,0 +1,128 @@
+"""Vega3DModel forward/backward on mixed batches, coord conditioning, trainable parts, parameter groups."""
+
+import pytest
+import torch
+
+from tests.model.helpers import COORD, GROUND, IMAGE, collate, frames, tiny_model
+from vega3d.model.modeling_vega3d import PARTS, enable_gradient_checkpointing, parameter_groups, set_trainable
+from vega3d.model.position_encoding import encode_positions
+
+
+def mixed_batch(model):
+    """Sample 0: QA with 2 frames (right padded); sample 1: grounding with 3 frames and 2 proposals."""
+    ids = torch.tensor([[5, IMAGE, 7, 8, 9, 0, 0], [5, 6, IMAGE, 7, GROUND, 11, 12]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    labels = torch.tensor([[-100, -100, -100, 8, 9, -100, -100], [-100, -100, -100, -100, GROUND, 11, -100]])
+    inputs = collate([frames(model, 2, seed=1), frames(model, 3, seed=2)])
+    proposals = [None, torch.tensor([[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], [3.0, 3.0, 1.0, 1.0, 1.0, 1.0]])]
+    positives = [None, torch.tensor([True, False])]
+    return ids, mask, labels, inputs, proposals, positives
+
+
+def test_two_samples_different_frames_and_tasks_forward_backward():
+    model = tiny_model().train()
+    ids, mask, labels, inputs, proposals, positives = mixed_batch(model)
+    out = model(ids, mask, labels=labels, proposals=proposals, ground_positives=positives, **inputs)
+    tpf = model.config.tokens_per_frame
+    assert out.logits.shape == (2, 6 + 3 * tpf, model.config.text_config.vocab_size)
+    assert out.attention_mask.sum(1).tolist() == [4 + 2 * tpf, 6 + 3 * tpf]  # left padded
+    assert out.attention_mask[0, : 2 + tpf].sum() == 0
+    assert out.ground_scores[0] is None and out.ground_scores[1].shape == (3,)
+    # grounding samples train only the grounding loss: none of their labels survive
+    assert (out.labels[1] != -100).sum() == 0 and (out.labels[0] != -100).sum() == 2
+    torch.testing.assert_close(out.loss, out.lm_loss + out.ground_loss)
+    out.loss.backward()
+    for part, names in PARTS.items():
+        grads = [p.grad for n, p in model.named_parameters() if n.split(".")[0] in names]
+        assert grads and all(g is not None for g in grads), part
+        assert sum(g.abs().sum() for g in grads) > 0, part
+
+
+def test_lm_loss_equals_cross_entropy_on_assistant_tokens():
+    model = tiny_model()
+    ids = torch.tensor([[5, IMAGE, 7, 8, 9]])
+    labels = torch.tensor([[-100, -100, -100, 8, 9]])
+    inputs = collate([frames(model, 1, seed=3)])
+    out = model(ids, torch.ones_like(ids), labels=labels, **inputs)
+    logits = out.logits[0]
+    n = logits.shape[0]  # tokens 8 and 9 are the last two; they are predicted from the two before them
+    expected = torch.nn.functional.cross_entropy(logits[n - 3 : n - 1], torch.tensor([8, 9]))
+    torch.testing.assert_close(out.lm_loss, expected)
+
+
+def test_padding_side_does_not_change_results():
+    model = tiny_model()
+    inputs = collate([frames(model, 1, seed=4), frames(model, 2, seed=5)])
+    left = model(torch.tensor([[0, 5, IMAGE, 7], [5, IMAGE, 7, 9]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]),
+                 **inputs)
+    right = model(torch.tensor([[5, IMAGE, 7, 0], [5, IMAGE, 7, 9]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]),
+                  **inputs)
+    assert torch.equal(left.logits, right.logits)
+
+
+def test_coord_token_gets_sin3d_of_the_box_centre():
+    model = tiny_model()
+    box = torch.tensor([1.0, -2.0, 0.5, 1.0, 1.0, 1.0])
+    captured = []
+    hook = model.language_model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: captured.append(kwargs["inputs_embeds"]), with_kwargs=True)
+    inputs = collate([frames(model, 1, seed=6)])
+    ids = torch.tensor([[5, IMAGE, COORD, 9]])
+    model(ids, torch.ones_like(ids), coord_boxes=[box], **inputs)
+    model(ids, torch.ones_like(ids), coord_boxes=[None], **inputs)
+    hook.remove()
+    at = 1 + model.config.tokens_per_frame  # the <coord> token follows the visual tokens
+    diff = captured[0][0, at] - captured[1][0, at]
+    torch.testing.assert_close(diff, encode_positions(box[:3], model.config.hidden_size))
+    assert torch.equal(captured[0][0, at + 1], captured[1][0, at + 1])
+
+
+def test_input_errors_name_the_problem():
+    model = tiny_model()
+    inputs = collate([frames(model, 1, seed=7)])
+    with pytest.raises(ValueError, match="exactly one <image>"):
+        model(torch.tensor([[5, 6]]), torch.ones(1, 2, dtype=torch.long), **inputs)
+    with pytest.raises(ValueError, match="no <ground> token"):
+        model(torch.tensor([[5, IMAGE]]), torch.ones(1, 2, dtype=torch.long), proposals=[torch.zeros(1, 6)], **inputs)
+    inputs["generative_features"] = [torch.zeros(1, 3, 2, 2)]
+    with pytest.raises(ValueError, match="generative_features must be"):
+        model(torch.tensor([[5, IMAGE]]), torch.ones(1, 2, dtype=torch.long), **inputs)
+
+
+def test_baseline_without_generative_branch():
+    model = tiny_model(generative_channels=0)
+    inputs = collate([frames(model, 2, seed=8, with_generative=False)])
+    out = model(torch.tensor([[5, IMAGE, 7]]), torch.ones(1, 3, dtype=torch.long), **inputs)
+    assert out.logits.shape[1] == 2 + 2 * model.config.tokens_per_frame
+    with pytest.raises(ValueError, match="no generative branch"):
+        model(torch.tensor([[5, IMAGE, 7]]), torch.ones(1, 3, dtype=torch.long),
+              generative_features=[torch.zeros(2, 8, 4, 4)], **inputs)
+
+
+def test_set_trainable_and_parameter_groups():
+    model = tiny_model()
+    counts = set_trainable(model, ["projector", "fusion", "vision"])
+    assert counts["projector"] == sum(p.numel() for p in model.mm_projector.parameters())
+    assert set(counts) == {"projector", "fusion", "vision"}
+    assert not any(p.requires_grad for p in model.language_model.parameters())
+    assert all(p.requires_grad for p in model.vision_tower.parameters())
+    groups = parameter_groups(model, lr=1e-5, vision_lr=2e-6)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["vision"]["lr"] == 2e-6 and by_name["default"]["lr"] == 1e-5
+    assert sum(p.numel() for p in by_name["vision"]["params"]) == counts["vision"]
+    assert sum(p.numel() for p in by_name["default"]["params"]) == counts["projector"] + counts["fusion"]
+    with pytest.raises(ValueError, match="unknown trainable parts"):
+        set_trainable(model, ["everything"])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model().train()
+        if checkpointing:
+            enable_gradient_checkpointing(model)
+            assert model.language_model.model.gradient_checkpointing
+        ids, mask, labels, inputs, proposals, positives = mixed_batch(model)
+        model(ids, mask, labels=labels, proposals=proposals, ground_positives=positives, **inputs).loss.backward()
+        grads.append(model.mm_projector[0].weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
