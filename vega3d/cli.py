@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from vega3d.compare import compare_command
 from vega3d.data.commands import app as data_app
-from vega3d.data.commands import demo_command
+from vega3d.demo import demo_command
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
@@ -21,6 +22,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("extract")(extract_command)
+app.command("compare")(compare_command)
 
 
 def main() -> None:

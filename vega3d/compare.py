@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_GROUPS = ("generative.backbone", "model.fusion")
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,37 @@ def comparison_plot(runs: list[RunSummary], metrics: list[str], path: str | Path
     with atomic_local_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
+
+
+def compare_command(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment whose runs are compared.")] = "vega3d",
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI).")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metric to compare (repeat); default: the paper table.")
+    ] = None,
+    by: Annotated[
+        list[str] | None, typer.Option("--by", help="Config param to group by (repeat).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart (PNG) here.")] = None,
+    include_children: Annotated[bool, typer.Option(help="Also list the stages' child runs.")] = False,
+) -> None:
+    """Compare the runs of an MLflow experiment: a table (and a PNG plot) of metrics by backbone and fusion."""
+    import os
+
+    from vega3d.evaluation.report import COLUMNS
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
+    metrics = metric or [f"{c.task}/{c.metric}" for c in COLUMNS]
+    groups = by or list(DEFAULT_GROUPS)
+    try:
+        runs = fetch_runs(uri, experiment, metrics, groups, include_children)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    typer.echo(comparison_table(runs, metrics, groups))
+    if plot is not None:
+        comparison_plot(runs, metrics, plot)
+        typer.echo(f"plot written to {plot}")

@@ -1,0 +1,137 @@
+"""``vega3d demo``: the whole pipeline on this machine, on tiny models and synthetic scenes.
+
+1. start SeaweedFS (S3) and an MLflow server (SQL backend, artifacts proxied to S3) on loopback;
+2. synthesise ScanNet-layout scenes with the five benchmarks, write tiny random checkpoints in the real
+   formats (LLaVA-Video layout, Wan2.1 diffusers layout) and upload the data root to the bucket;
+3. run the Kubeflow pipeline through ``kfp.local.SubprocessRunner(use_venv=False)``;
+4. print the benchmark table and the MLflow URL, then stop the services (``keep`` leaves them running).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vega3d import staging, storage
+from vega3d.config import load_config
+from vega3d.runs import pipeline_overrides, resolve_run_config
+
+logger = logging.getLogger(__name__)
+
+DEMO_EXPERIMENT = "vega3d-demo"
+DEMO_BUCKET = "vega3d"
+# Small enough for a 2-core machine within minutes; every stage still runs for real.
+DEMO_PARAMS = {"preset": "tiny", "max_steps": 60}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo's results are."""
+
+    report_markdown: str
+    mlflow_url: str
+    parent_run_url: str
+    executed: list[str]
+
+
+def _benchmark_strings(node) -> Iterator[str]:
+    if isinstance(node, str):
+        if " " in node:
+            yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _benchmark_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _benchmark_strings(value)
+
+
+def benchmark_corpus(data_root: Path) -> list[str]:
+    """Every sentence of the raw benchmark files (descriptions, questions, answers, situations)."""
+    sentences: list[str] = []
+    for path in sorted((data_root / "benchmark").rglob("*.json")):
+        sentences.extend(_benchmark_strings(json.loads(path.read_text())))
+    return sentences
+
+
+def prepare_demo_data(data_root: Path, preset: str = "tiny") -> None:
+    """Synthetic scenes + benchmarks + tiny checkpoints under ``data_root`` (skipped parts already there)."""
+    from vega3d.data.commands import synthesize_root
+    from vega3d.data.synthetic import truth_path
+    from vega3d.generative.tiny import write_tiny_wan
+    from vega3d.model.checkpoint import default_corpus, write_tiny_llava_video
+
+    cfg = load_config(preset, [f"data.root={data_root}"]).with_paths_under_root()
+    if not truth_path(data_root).exists():
+        count = synthesize_root(data_root, cfg.data.synthetic)
+        logger.info("synthesised %d scenes under %s", count, data_root)
+    if not (Path(cfg.model.checkpoint) / "config.json").exists():
+        write_tiny_llava_video(cfg.model.checkpoint, cfg.model, corpus=default_corpus() + benchmark_corpus(data_root))
+    if cfg.generative.backbone == "wan_t2v" and not (Path(cfg.generative.checkpoint) / "transformer").exists():
+        write_tiny_wan(cfg.generative.checkpoint, "t2v")
+
+
+def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> DemoResult:
+    """Run the demo end to end (see the module docstring)."""
+    from pipelines.local_run import run_local
+    from vega3d.services import local_services
+
+    workdir = workdir.resolve()
+    params = {**DEMO_PARAMS, **(params or {})}
+    data_local = workdir / "data"
+    prepare_demo_data(data_local, params["preset"])
+    with local_services(workdir / "services", bucket=DEMO_BUCKET, keep=keep) as services:
+        os.environ.update(services.env())
+        data_uri = services.s3.uri("data")
+        uploaded = staging.stage_up(data_local, data_uri, ["scannet", "embodiedscan", "metadata", "benchmark",
+                                                          "models", "synthetic_truth.json"])
+        logger.info("uploaded %d files to %s", uploaded, data_uri)
+        run_params = {**params, "storage_root": services.s3.uri(), "data_uri": data_uri,
+                      "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}
+        result = run_local(run_params, workdir / "kfp")
+        cfg = resolve_run_config(
+            params["preset"], pipeline_overrides(**{k: v for k, v in params.items() if k != "preset"}),
+            run_params["storage_root"], data_uri, services.mlflow.url, DEMO_EXPERIMENT,
+        )
+        markdown = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
+        parent_url = _parent_run_url(services.mlflow.url, result.run_id)
+        return DemoResult(markdown, services.mlflow.url, parent_url, result.executed)
+
+
+def _parent_run_url(mlflow_url: str, run_key: str) -> str:
+    from vega3d.tracking import Tracker
+
+    tracker = Tracker(mlflow_url, safe=False)
+    run_id = tracker.start_pipeline_run(DEMO_EXPERIMENT, run_key, "tiny")
+    experiment_id = tracker.experiment_id(DEMO_EXPERIMENT)
+    return f"{mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def demo_command(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's data, services and kfp outputs.")] = Path(".demo"),
+    keep: Annotated[bool, typer.Option("--keep", help="Leave SeaweedFS and MLflow running to browse the runs.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Only stop services an earlier `--keep` left running.")] = False,
+    max_steps: Annotated[int, typer.Option(help="Optimiser steps of the tiny training run.")] = DEMO_PARAMS["max_steps"],
+) -> None:
+    """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
+    from vega3d.services import stop_recorded_services
+
+    if stop:
+        stopped = stop_recorded_services(workdir / "services")
+        typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = run_demo(workdir, keep=keep, params={"max_steps": max_steps})
+    typer.echo("\n" + result.report_markdown)
+    typer.echo(f"MLflow: {result.mlflow_url}  (this run: {result.parent_run_url})")
+    if keep:
+        typer.echo(f"services left running; stop them with `vega3d demo --stop --workdir {workdir}`")
+    else:
+        typer.echo("services stopped (run with --keep to browse MLflow afterwards)")
