@@ -1,4 +1,4 @@
-"""`vega3d data synth|prep|check` and `vega3d demo` through typer's CliRunner, exit codes asserted."""
+"""`vega3d data synth|prep|check` through typer's CliRunner, exit codes asserted."""
 
 from __future__ import annotations
 
@@ -80,16 +80,3 @@ def test_prep_rejects_a_bad_override(runner, synthesised):
     result = runner.invoke(app, ["data", "prep", "--root", str(synthesised[0]), "--set", "data.voxel_size=-1"])
     assert result.exit_code == 2
     assert "data.voxel_size" in result.output
-
-
-def test_demo_runs_synth_prep_check(runner, tmp_path):
-    root = tmp_path / "demo"
-    # The demo uses the preset's synthetic size; a small preset file keeps the test fast.
-    preset = tmp_path / "small.yaml"
-    preset.write_text("inherit: tiny\ndata:\n  synthetic: {num_train: 1, num_val: 1, num_test: 1, frames: 8, "
-                      "width: 64, height: 48, min_objects: 4, max_objects: 5}\n")
-    result = runner.invoke(app, ["demo", "--root", str(root), "--preset", str(preset)])
-    assert result.exit_code == 0, result.output
-    assert "comes with the pipeline issue" in result.output
-    assert "[3/3] check: no problems" in result.output
-    assert DataLayout(root).processed_path("scanrefer", "val").is_file()

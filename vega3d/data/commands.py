@@ -117,33 +117,3 @@ def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption
         typer.echo(f"{name}: {count} records")
     typer.echo(f"prepared {sum(len(s) for s in report.scenes.values())} scenes under {target} "
                f"in {report.seconds:.1f} s")
-
-
-def run_data_demo(root: Path, preset: str = "tiny") -> None:
-    """synth -> prep -> check on ``root`` (what `vega3d demo` runs until the pipeline lands)."""
-    from vega3d.data.check import check_data_root
-    from vega3d.data.prep import run_prep
-
-    cfg = _config(preset, None)
-    count = synthesize_root(root, cfg.data.synthetic)
-    typer.echo(f"[1/3] synthesised {count} scenes under {root}")
-    report = run_prep(root, cfg.data)
-    typer.echo("[2/3] prepared: " + ", ".join(f"{k}={v}" for k, v in sorted(report.records.items())))
-    problems = check_data_root(root)
-    if problems:
-        print_problems(problems)
-        raise typer.Exit(1)
-    typer.echo("[3/3] check: no problems")
-
-
-def demo_command(
-    root: Annotated[Path, typer.Option("--root", help="Data root the demo writes (its files are overwritten).")] = Path(
-        ".demo/data"),
-    preset: PresetOption = "tiny",
-) -> None:
-    """Run the demo. For now: synthesise -> prep -> check a data root (the full pipeline demo comes with the
-    pipeline issue)."""
-    typer.echo("vega3d demo: data stage only for now (synthesise -> prep -> check); the full pipeline demo "
-               "(extract -> train -> evaluate -> report) comes with the pipeline issue.")
-    run_data_demo(root, preset)
-    typer.echo(f"demo data ready under {root}")
