@@ -28,7 +28,7 @@ from vega3d import storage
 from vega3d.config import DataConfig
 from vega3d.data.benchmark_formats import read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d
 from vega3d.data.boxes import box_from_points
-from vega3d.data.check import Problem, check_data_root, format_problems, read_split_scenes
+from vega3d.data.check import MAX_PRED_BOXES, Problem, check_data_root, format_problems, read_split_scenes
 from vega3d.data.errors import DataFileError
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import (
@@ -60,7 +60,6 @@ from vega3d.data.scannet import (
 
 logger = logging.getLogger(__name__)
 
-MAX_PRED_BOXES = 50
 PAPER_FRAMES = 32
 TASK_SPLITS = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "scan2cap": ("train", "val"),
                "scanqa": ("train", "val"), "sqa3d": ("train", "val", "test")}
