@@ -168,18 +168,24 @@ SUSPENDED = {"status": {"conditions": [_condition("Suspended", "True", "Suspende
 
 
 class FakeCustomObjects:
-    """CustomObjectsApi stand-in: serves a scripted sequence of TrainJob states (or exceptions) to get()."""
+    """CustomObjectsApi stand-in: serves a scripted sequence of TrainJob states (or exceptions) to get().
 
-    def __init__(self, states, create_error: Exception | None = None):
+    ``create_errors`` are raised by successive create calls (None: that call succeeds); with ``gone`` the job
+    no longer exists and delete answers 404 like the API server.
+    """
+
+    def __init__(self, states, create_errors=(), gone=False):
         self.states = list(states)
-        self.create_error = create_error
+        self.create_errors = list(create_errors)
+        self.gone = gone
         self.created: list[tuple] = []
         self.deleted: list[tuple] = []
         self.gets = 0
 
     def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        if self.create_error is not None:
-            raise self.create_error
+        error = self.create_errors.pop(0) if self.create_errors else None
+        if error is not None:
+            raise error
         self.created.append((group, version, namespace, plural, copy.deepcopy(body)))
         return body
 
@@ -194,7 +200,7 @@ class FakeCustomObjects:
 
     def delete_namespaced_custom_object(self, group, version, namespace, plural, name, body=None):
         self.deleted.append((group, version, namespace, plural, name, body))
-        if len(self.deleted) > 1:
+        if self.gone:
             raise ApiException(status=404, reason="Not Found")
 
 
@@ -203,12 +209,19 @@ def _pod(name: str, phase: str, created: int) -> SimpleNamespace:
                            status=SimpleNamespace(phase=phase))
 
 
+# Increasing fractions of a second as kubelet prints them (trailing zeros trimmed): 0.1 < 0.12 < 0.2 ...,
+# although "...05.1Z" sorts after "...05.12Z" as plain text.
+FRACTIONS = ["1", "12", "2", "25", "3", "35", "4", "45", "5", "55"]
+
+
 class FakeCore:
-    """CoreV1Api stand-in: node-0 pod whose log grows by the scripted chunks, one per read."""
+    """CoreV1Api stand-in: the node-0 pod's log grows by one scripted chunk per read; lines carry kubelet
+    timestamps, and every read returns the whole log (as if ``since_seconds`` covered it all), so the
+    follower must drop the lines it already forwarded."""
 
     def __init__(self, chunks, pods=None):
         self.chunks = list(chunks)
-        self.reads = 0
+        self.reads: list[dict] = []
         self.pods = pods or [_pod("vega3d-train-0123456789-node-0-0-abcde", "Running", 1)]
         self.selectors: list[str] = []
 
@@ -216,10 +229,13 @@ class FakeCore:
         self.selectors.append(label_selector)
         return SimpleNamespace(items=self.pods)
 
-    def read_namespaced_pod_log(self, name, namespace, container):
-        assert container == "node"
-        self.reads += 1
-        return "".join(self.chunks[: self.reads])
+    def read_namespaced_pod_log(self, name, namespace, container, timestamps, since_seconds):
+        assert container == "node" and timestamps is True
+        self.reads.append({"pod": name, "since_seconds": since_seconds})
+        lines = "".join(self.chunks[: len(self.reads)]).splitlines()
+        # Kubelet trims trailing zeros of the fraction: second 5 + i/10 renders as "...:05.1Z", "...:05.2Z", ...
+        return "".join(f"2026-11-24T08:00:{5 + i // 10:02d}.{FRACTIONS[i % 10]}Z {line}\n"
+                       for i, line in enumerate(lines))
 
 
 class FakeClock:
@@ -233,10 +249,10 @@ class FakeClock:
         self.now += seconds
 
 
-def _run(api, core=None, timeout_s=3600.0, poll_s=60.0, **kwargs):
+def _run(api, core=None, timeout_s=3600.0, poll_s=60.0, request=None, **kwargs):
     clock = FakeClock()
     lines: list[str] = []
-    manifest = tj.build_trainjob(_request())
+    manifest = tj.build_trainjob(request or _request())
     outcome = tj.run_trainjob(api, manifest, timeout_s, poll_s, lines.append, core_api=core,
                               clock=clock, sleep=clock.sleep, **kwargs)
     return outcome, lines, clock
@@ -252,6 +268,8 @@ def test_complete_is_success_and_the_job_is_deleted(tmp_path):
     assert lines == ["step 1 loss 2.0", "step 2 loss 1.5", "step 3 loss 1.1", "done"]
     assert outcome.log_lines == 4
     assert api.gets == 4 and clock.now == 180.0  # three waits of poll_s before the fourth read
+    # The first read takes the whole log, later ones the window since the previous read plus a margin.
+    assert [r["since_seconds"] for r in core.reads] == [None, 70, 70, 70]
     (created,) = api.created
     assert created[:4] == ("trainer.kubeflow.org", "v1alpha1", "vega3d", "trainjobs")
     assert created[4]["spec"]["trainer"]["numNodes"] == 2
@@ -303,7 +321,8 @@ def test_suspended_job_counts_against_the_timeout():
 
 
 def test_deleted_while_waiting_is_a_failure():
-    api = FakeCustomObjects([CREATED, RUNNING, ApiException(status=404, reason="Not Found")])
+    api = FakeCustomObjects([CREATED, RUNNING, ApiException(status=404, reason="Not Found")],
+                            gone=True)
     with pytest.raises(tj.TrainJobDeleted, match="deleted while running"):
         _run(api)
     assert len(api.deleted) == 1  # the delete on exit tolerates the missing object
@@ -322,11 +341,44 @@ def test_forbidden_is_raised_at_once():
     assert api.gets == 1 and len(api.deleted) == 1
 
 
-def test_name_collision_does_not_delete_the_other_job():
-    api = FakeCustomObjects([COMPLETE], create_error=ApiException(status=409, reason="AlreadyExists"))
-    with pytest.raises(tj.TrainJobError, match="already exists"):
-        _run(api)
-    assert api.deleted == []
+def _labelled(state: dict, run: str) -> dict:
+    return {"metadata": {"labels": {tj.RUN_LABEL: run}}, **state}
+
+
+CONFLICT = ApiException(status=409, reason="AlreadyExists")
+
+
+def test_name_collision_with_another_run_leaves_that_job_alone():
+    for existing in (COMPLETE, _labelled(RUNNING, "other-run")):
+        api = FakeCustomObjects([existing], create_errors=[CONFLICT])
+        with pytest.raises(tj.TrainJobError, match="belongs to another run"):
+            _run(api, request=_request(run_id="run-7"))
+        assert api.deleted == [] and api.created == []
+
+
+def test_retry_adopts_the_running_job_of_an_earlier_attempt():
+    api = FakeCustomObjects([_labelled(RUNNING, "run-7"), RUNNING, COMPLETE], create_errors=[CONFLICT])
+    outcome, _, _ = _run(api, request=_request(run_id="run-7"))
+    assert outcome.condition["type"] == "Complete"
+    assert api.created == [] and len(api.deleted) == 1
+
+
+def test_retry_replaces_the_failed_job_of_an_earlier_attempt():
+    gone = ApiException(status=404, reason="Not Found")
+    api = FakeCustomObjects([_labelled(FAILED, "run-7"), FAILED, gone, RUNNING, COMPLETE],
+                            create_errors=[CONFLICT, None])
+    outcome, _, clock = _run(api, request=_request(run_id="run-7"))
+    assert outcome.condition["type"] == "Complete"
+    assert len(api.created) == 1 and api.created[0][4]["metadata"]["labels"][tj.RUN_LABEL] == "run-7"
+    assert len(api.deleted) == 2  # the failed job, then ours on exit
+    assert clock.now == 120.0  # one wait for the old job to go, one while ours ran
+
+
+def test_run_label_is_a_valid_label_value():
+    manifest = tj.build_trainjob(_request(run_id="9f1c/attempt 2"))
+    assert manifest["metadata"]["labels"][tj.RUN_LABEL] == "9f1c-attempt-2"
+    long = tj.build_trainjob(_request(run_id="x" * 80))["metadata"]["labels"][tj.RUN_LABEL]
+    assert len(long) <= 63 and long.startswith("x") and long[-10:].isalnum()
 
 
 def test_interruption_still_deletes_the_job():
@@ -336,15 +388,34 @@ def test_interruption_still_deletes_the_job():
     assert len(api.deleted) == 1
 
 
-def test_logs_restart_with_a_new_pod_and_ignore_pending_pods():
+def test_logs_ignore_pending_pods():
     api = FakeCustomObjects([RUNNING, RUNNING, COMPLETE])
     core = FakeCore(["a\n", "b\n", "c\n"], pods=[_pod("p-pending", "Pending", 5)])
     _, lines, _ = _run(api, core)
-    assert lines == [] and core.reads == 0
-    core = FakeCore(["a\n", "b\n", "c\n"], pods=[_pod("p-old", "Failed", 1), _pod("p-new", "Running", 2)])
-    logs = tj._NodeZeroLogs(core, "vega3d", "job", [].append)
+    assert lines == [] and core.reads == []
+
+
+def test_logs_follow_the_newest_pod_and_order_trimmed_timestamps():
+    clock = FakeClock()
+    lines: list[str] = []
+    core = FakeCore([f"line {i}\n" for i in range(12)], pods=[_pod("p-old", "Failed", 1), _pod("p-new", "Running", 2)])
+    logs = tj._NodeZeroLogs(core, "vega3d", "job", lines.append, clock)
+    for _ in range(4):
+        logs.poll()
+        clock.sleep(30)
+    assert lines == ["line 0", "line 1", "line 2", "line 3"] and logs.total == 4
+    assert [r["pod"] for r in core.reads] == ["p-new"] * 4
+    assert [r["since_seconds"] for r in core.reads] == [None, 40, 40, 40]
+    core.pods = [_pod("p-newer", "Running", 3)]  # the node restarted: its log starts over
     logs.poll()
-    assert logs.pod == "p-new" and logs.seen == 1
-    core.pods = [_pod("p-newer", "Running", 3)]
-    logs.poll()
-    assert logs.pod == "p-newer" and logs.seen == 2 and logs.total == 3
+    assert lines[4:] == ["line 0", "line 1", "line 2", "line 3", "line 4"]
+    assert core.reads[-1] == {"pod": "p-newer", "since_seconds": None}
+
+
+def test_log_errors_never_fail_the_job():
+    class BrokenCore(FakeCore):
+        def read_namespaced_pod_log(self, *args, **kwargs):
+            raise ApiException(status=500, reason="boom")
+
+    outcome, lines, _ = _run(FakeCustomObjects([RUNNING, COMPLETE]), BrokenCore([]))
+    assert outcome.condition["type"] == "Complete" and lines == []

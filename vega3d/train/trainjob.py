@@ -39,6 +39,8 @@ NODE_JOB = "node"
 NODE_CONTAINER = "node"
 #: Who owns our entry in ``spec.runtimePatches`` (the list is keyed by manager).
 PATCH_MANAGER = "vega3d.io/trainjob-launcher"
+#: Label carrying the pipeline run a TrainJob belongs to: a retried step adopts or replaces its own job only.
+RUN_LABEL = "vega3d.io/run"
 #: The namespaced TrainingRuntime shipped in manifests/base/trainer-runtime.yaml.
 DEFAULT_RUNTIME = "vega3d-torch-deepspeed"
 #: Secrets created by the operator from manifests/secrets (never committed): secret key -> env variable.
@@ -124,6 +126,7 @@ class TrainJobRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     secret_env: Sequence[SecretEnv] = field(default_factory=default_secret_env)
     deadline_s: int | None = None
+    run_id: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     owner: Mapping[str, str] | None = None
 
@@ -139,6 +142,14 @@ def trainjob_name(prefix: str, run_id: str) -> str:
         stem = "j" + stem
     stem = stem[: _MAX_NAME - len(digest) - 1].rstrip("-")
     return f"{stem}-{digest}"
+
+
+def _label_value(text: str) -> str:
+    """A Kubernetes label value (<= 63 of [A-Za-z0-9_.-], alphanumeric ends) standing for ``text``."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-_.")
+    if len(value) > 63 or not value:
+        value = f"{value[:52].rstrip('-_.')}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}".lstrip("-_.")
+    return value
 
 
 def owner_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
@@ -192,6 +203,8 @@ def build_trainjob(request: TrainJobRequest) -> dict[str, Any]:
     _validate(request)
     placement = request.placement
     labels = {"app.kubernetes.io/part-of": "vega3d", "app.kubernetes.io/component": "train", **request.labels}
+    if request.run_id:
+        labels[RUN_LABEL] = _label_value(request.run_id)
     metadata: dict[str, Any] = {"name": request.name, "namespace": request.namespace, "labels": labels}
     if request.owner:
         metadata["ownerReferences"] = [dict(request.owner)]
@@ -260,21 +273,36 @@ def _describe(condition: Mapping[str, Any]) -> str:
     return f"reason={condition.get('reason') or '?'}: {condition.get('message') or '(no message)'}"
 
 
-class _NodeZeroLogs:
-    """Incremental node-0 logs: each poll reads the pod's log and forwards only the lines not yet seen.
+def _stamp_key(stamp: str) -> tuple[str, str]:
+    """Sortable key of an RFC 3339 log timestamp whose fraction may be trimmed ("...05.1Z" < "...05.12Z")."""
+    head, dot, rest = stamp.partition(".")
+    if not dot:
+        return head.rstrip("Z"), ""
+    fraction = rest.rstrip("Z")
+    return head, fraction.ljust(9, "0")
 
-    Re-reading keeps the launcher free of threads and of long-lived follow streams that die with the
-    API server connection; a new pod (restart) starts its count again. Errors here never fail the job.
+
+class _NodeZeroLogs:
+    """Incremental node-0 logs, polled: each read asks for the pod's lines with timestamps over the window
+    since the previous read (plus a margin) and forwards only lines newer than the last one forwarded.
+
+    Polling keeps the launcher free of threads and of follow streams that die with the API server
+    connection, and the window bounds what each read transfers on long runs. A new pod (a restarted node)
+    starts from its first line. Errors here never fail the job: the TrainJob status decides.
     """
 
-    def __init__(self, core_api: Any, namespace: str, name: str, sink: Callable[[str], None]):
-        self.core_api, self.namespace, self.sink = core_api, namespace, sink
+    MARGIN_S = 10
+
+    def __init__(self, core_api: Any, namespace: str, name: str, sink: Callable[[str], None],
+                 clock: Callable[[], float] = time.monotonic):
+        self.core_api, self.namespace, self.sink, self.clock = core_api, namespace, sink, clock
         self.selector = (
             f"jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name={NODE_JOB},"
             "batch.kubernetes.io/job-completion-index=0"
         )
         self.pod: str | None = None
-        self.seen = 0
+        self.last: tuple[str, str] | None = None
+        self.read_at: float | None = None
         self.total = 0
 
     def poll(self) -> None:
@@ -283,18 +311,26 @@ class _NodeZeroLogs:
             started = [p for p in pods if p.status is not None and p.status.phase != "Pending"]
             if not started:
                 return
-            pod = sorted(started, key=lambda p: p.metadata.creation_timestamp or 0)[-1].metadata.name
+            pod = max(started, key=lambda p: str(p.metadata.creation_timestamp)).metadata.name
             if pod != self.pod:
-                self.pod, self.seen = pod, 0
-            text = self.core_api.read_namespaced_pod_log(pod, self.namespace, container=NODE_CONTAINER)
+                self.pod, self.last, self.read_at = pod, None, None
+            since = None if self.read_at is None else int(self.clock() - self.read_at) + self.MARGIN_S
+            now = self.clock()
+            text = self.core_api.read_namespaced_pod_log(
+                pod, self.namespace, container=NODE_CONTAINER, timestamps=True, since_seconds=since
+            )
+            self.read_at = now
         except Exception as error:  # logs are best effort; the TrainJob status decides
             logger.debug("node-0 logs unavailable: %s", error)
             return
-        lines = (text or "").splitlines()
-        for line in lines[self.seen :]:
+        for raw in (text or "").splitlines():
+            stamp, _, line = raw.partition(" ")
+            key = _stamp_key(stamp)
+            if self.last is not None and key <= self.last:
+                continue
             self.sink(line)
-        self.total += max(0, len(lines) - self.seen)
-        self.seen = max(self.seen, len(lines))
+            self.last = key
+            self.total += 1
 
 
 def _status_code(error: BaseException) -> int | None:
@@ -319,27 +355,20 @@ def run_trainjob(
     ``api`` is a ``kubernetes.client.CustomObjectsApi`` and ``core_api`` a ``CoreV1Api`` (None: no logs).
     Raises :class:`TrainJobFailed` with the condition's reason and message, :class:`TrainJobTimeout` after
     ``timeout_s`` seconds without a terminal condition and :class:`TrainJobDeleted` when the object is gone.
-    The manifest is written to ``manifest_path`` (YAML, any storage URI) before creation; the TrainJob is
-    deleted on exit (success, failure or interruption) if this call created it.
+    The manifest is written to ``manifest_path`` (YAML, any storage URI) before creation. A job of the same
+    name from an earlier attempt of the same run (``RUN_LABEL``) is adopted, or replaced when it failed; one
+    of another run raises :class:`TrainJobError` untouched. The TrainJob this call created or adopted is
+    deleted on exit (success, failure or interruption).
     """
     from vega3d import storage
 
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
     if manifest_path:
         storage.write_text(manifest_path, manifest_yaml(manifest))
+    deadline = clock() + timeout_s
+    _create_or_adopt(api, manifest, deadline, poll_s, clock, sleep)
+    logs = _NodeZeroLogs(core_api, namespace, name, log_sink, clock) if core_api is not None else None
     try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
-    except Exception as error:
-        if _status_code(error) == 409:
-            raise TrainJobError(
-                f"TrainJob {namespace}/{name} already exists (another run with the same name?); "
-                "delete it or choose a new name"
-            ) from error
-        raise
-    logger.info("created TrainJob %s/%s", namespace, name)
-    logs = _NodeZeroLogs(core_api, namespace, name, log_sink) if core_api is not None else None
-    try:
-        deadline = clock() + timeout_s
         suspended_noted = False
         while True:
             try:
@@ -372,6 +401,48 @@ def run_trainjob(
             sleep(poll_s)
     finally:
         _delete(api, namespace, name)
+
+
+def _create_or_adopt(
+    api: Any, manifest: Mapping[str, Any], deadline: float, poll_s: float,
+    clock: Callable[[], float], sleep: Callable[[float], None],
+) -> None:
+    """Create the TrainJob. If one of that name exists and carries the same ``RUN_LABEL`` (an earlier attempt
+    of this step, e.g. after the launcher pod was preempted), adopt it while it runs or has completed, and
+    replace it when it failed; a TrainJob of another run is never touched."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
+        logger.info("created TrainJob %s/%s", namespace, name)
+        return
+    except Exception as error:
+        if _status_code(error) != 409:
+            raise
+        conflict = error
+    existing = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    ours = (manifest["metadata"].get("labels") or {}).get(RUN_LABEL)
+    if not ours or (existing.get("metadata", {}).get("labels") or {}).get(RUN_LABEL) != ours:
+        raise TrainJobError(
+            f"TrainJob {namespace}/{name} already exists and belongs to another run; delete it or choose a new name"
+        ) from conflict
+    condition = terminal_condition(existing)
+    if condition is None or condition.get("type") == "Complete":
+        logger.info("adopting TrainJob %s/%s of an earlier attempt of this run", namespace, name)
+        return
+    logger.info("replacing failed TrainJob %s/%s of an earlier attempt (%s)", namespace, name, _describe(condition))
+    _delete(api, namespace, name)
+    while True:
+        try:
+            api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except Exception as error:
+            if _status_code(error) == 404:
+                break
+            raise
+        if clock() >= deadline:
+            raise TrainJobTimeout(f"failed TrainJob {namespace}/{name} of an earlier attempt is still terminating")
+        sleep(poll_s)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
+    logger.info("created TrainJob %s/%s", namespace, name)
 
 
 def _delete(api: Any, namespace: str, name: str) -> None:
