@@ -68,39 +68,37 @@ def cast_rays(
         )
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = np.float32(1.0) / rays  # [3, H, W]
-        # Room: each axis leaves through the face it points at; the smallest exit parameter wins.
-        depth = np.full((height, width), np.inf, dtype=np.float32)
-        axis = np.zeros((height, width), dtype=np.int8)
-        for k in range(3):
-            plane = np.where(rays[k] > 0, np.float32(geometry.room_hi[k] - origin[k]), np.float32(geometry.room_lo[k] - origin[k]))
-            t = plane * inv[k]
-            smaller = (t < depth) & (t > 0)
-            depth[smaller] = t[smaller]
-            axis[smaller] = k
+        # Room: each axis leaves through the face it points at; the smallest exit parameter wins (fmin skips NaN).
+        t_room = [
+            np.where(rays[k] > 0, np.float32(geometry.room_hi[k] - origin[k]), np.float32(geometry.room_lo[k] - origin[k]))
+            * inv[k]
+            for k in range(3)
+        ]
+        depth = np.fmin(np.fmin(t_room[0], t_room[1]), t_room[2])
+        axis = np.where(t_room[0] == depth, 0, np.where(t_room[1] == depth, 1, 2)).astype(np.int8)
         hit = np.where((axis == 2) & (rays[2] > 0), NOTHING, WALL).astype(np.int32)
         world2cam = np.linalg.inv(cam2world)
         for b in range(len(geometry.box_lo)):
             rect = _box_rectangle(geometry.box_lo[b], geometry.box_hi[b], world2cam, intrinsic, height, width)
             if rect is None:
                 continue
-            v0, v1, u0, u1 = rect
+            window = np.s_[rect[0]:rect[1], rect[2]:rect[3]]
             t_near = t_far = near_axis = None
             for k in range(3):
-                inv_k = inv[k, v0:v1, u0:u1]  # [h, w]
+                inv_k = inv[k][window]  # [h, w]
                 t1 = np.float32(geometry.box_lo[b, k] - origin[k]) * inv_k
                 t2 = np.float32(geometry.box_hi[b, k] - origin[k]) * inv_k
                 t_in, t_out = np.minimum(t1, t2), np.maximum(t1, t2)
                 if t_near is None:
                     t_near, t_far, near_axis = t_in, t_out, np.zeros(t_in.shape, dtype=np.int8)
                 else:
-                    later = t_in > t_near
-                    t_near = np.where(later, t_in, t_near)
-                    near_axis[later] = k
-                    t_far = np.minimum(t_far, t_out)
-            closer = (t_near <= t_far) & (t_near > 0) & (t_near < depth[v0:v1, u0:u1])
-            depth[v0:v1, u0:u1][closer] = t_near[closer]
-            hit[v0:v1, u0:u1][closer] = b
-            axis[v0:v1, u0:u1][closer] = near_axis[closer]
+                    np.copyto(near_axis, np.int8(k), where=t_in > t_near)
+                    np.maximum(t_near, t_in, out=t_near)
+                    np.minimum(t_far, t_out, out=t_far)
+            closer = (t_near <= t_far) & (t_near > 0) & (t_near < depth[window])
+            np.copyto(depth[window], t_near, where=closer)
+            np.copyto(hit[window], b, where=closer)
+            np.copyto(axis[window], near_axis, where=closer)
     depth[hit == NOTHING] = 0.0
     return depth, hit, axis, rays
 
@@ -108,20 +106,28 @@ def cast_rays(
 def shade(
     geometry: RoomGeometry, depth: np.ndarray, hit: np.ndarray, axis: np.ndarray, rays: np.ndarray, origin: np.ndarray
 ) -> np.ndarray:
-    """Lambert-shaded colour of the hits: uint8 [H, W, 3]; the floor has a 0.5 m checker pattern."""
-    palette = np.concatenate(
-        [np.asarray(geometry.box_rgb, dtype=np.float32).reshape(-1, 3),
-         np.array([(0, 0, 0), geometry.wall_rgb], dtype=np.float32)]
-    )  # boxes, then NOTHING (-1 -> index B), WALL (-2 -> index B+1)
-    index = np.where(hit >= 0, hit, len(geometry.box_rgb) - hit - 1)
-    base = palette[index]  # [H, W, 3]
+    """Lambert-shaded colour of the hits: uint8 [H, W, 3]; the floor has a 0.5 m checker pattern.
+
+    Every (surface, normal axis) pair has one colour, so shading is a single lookup into a small table.
+    """
+    num_boxes = len(geometry.box_rgb)
+    base = np.concatenate(
+        [np.asarray(geometry.box_rgb, dtype=np.float64).reshape(-1, 3),
+         np.array([(0, 0, 0), geometry.wall_rgb], dtype=np.float64)]
+    )  # [B + 2, 3]: boxes, then NOTHING (-1 -> B), WALL (-2 -> B + 1)
+    light = 0.55 + 0.45 * np.abs(LIGHT)  # [3] brightness of a face whose normal is axis k
+    floor_rgb = np.asarray(geometry.floor_rgb, dtype=np.float64) * light[2]
+    table = np.concatenate([(base[:, None, :] * light[None, :, None]).reshape(-1, 3),
+                            [floor_rgb, floor_rgb * 0.85]])  # [(B + 2) * 3 + 2, 3]
+    table = np.clip(np.rint(table), 0, 255).astype(np.uint8)
+    surface = np.where(hit >= 0, hit, num_boxes - hit - 1)
+    code = surface * 3 + axis
     floor = (hit == WALL) & (axis == 2)
-    if floor.any():
-        points = origin[:2] + depth[floor][:, None] * rays[:2, floor].T
-        checker = (np.floor(points / 0.5).sum(axis=1) % 2).astype(np.float32)
-        base[floor] = np.asarray(geometry.floor_rgb, dtype=np.float32) * (0.85 + 0.15 * checker[:, None])
-    light = (0.55 + 0.45 * np.abs(LIGHT[axis.astype(np.intp)])).astype(np.float32)
-    return np.clip(base * light[..., None], 0, 255).astype(np.uint8)
+    x = origin[0] + depth * rays[0]
+    y = origin[1] + depth * rays[1]
+    checker = (np.floor(x * 2.0) + np.floor(y * 2.0)) % 2  # 0.5 m tiles
+    code = np.where(floor, (num_boxes + 2) * 3 + checker.astype(np.int32), code)
+    return table[code]
 
 
 def render(

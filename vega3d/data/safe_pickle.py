@@ -38,7 +38,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str) -> Any:
-        allowed = (module == "builtins" and name in _BUILTINS) or (module, name) in _NUMPY
+        allowed = (module in ("builtins", "__builtin__") and name in _BUILTINS) or (module, name) in _NUMPY
         # numpy scalar and dtype classes (numpy.float32, numpy.dtypes.Float32DType, ...) are plain data too.
         if not allowed and module in ("numpy", "numpy.dtypes"):
             import numpy as np

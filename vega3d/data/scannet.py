@@ -189,6 +189,7 @@ def read_mesh(path: str | Path) -> Mesh:
 
     path = require_file(path)
     try:
+        # Triangle faces as a fixed-size field (memory-mapped), instead of one Python object per face.
         data = PlyData.read(str(path), known_list_len={"face": {"vertex_indices": 3}})
         vertex = data["vertex"].data
         vertices = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
@@ -197,8 +198,11 @@ def read_mesh(path: str | Path) -> Mesh:
             colors = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1).astype(np.uint8)
         else:
             colors = np.zeros((len(vertices), 3), dtype=np.uint8)
-        has_faces = "face" in data and len(data["face"].data)
-        faces = np.stack(data["face"].data["vertex_indices"]).astype(np.int32) if has_faces else np.zeros((0, 3), np.int32)
+        faces = np.zeros((0, 3), dtype=np.int32)
+        if "face" in data and len(data["face"].data):
+            indices = data["face"].data["vertex_indices"]
+            faces = np.stack(indices) if indices.dtype == object else np.asarray(indices)
+            faces = faces.astype(np.int32)
     except (KeyError, ValueError, OSError, EOFError) as error:
         raise DataFileError(path, f"not a readable PLY mesh ({error})", "re-download the scan") from None
     return Mesh(vertices=vertices, colors=colors, faces=faces)

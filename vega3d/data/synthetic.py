@@ -119,14 +119,15 @@ def scene_number(scene: str) -> int:
 def camera_trajectory(room: list[float], num_frames: int) -> np.ndarray:
     """Camera-to-world poses in the ALIGNED frame, OpenCV axes: [V, 4, 4].
 
-    One orbit on an ellipse at half the distance to the walls, height 1.4-1.7 m, looking at points near the
-    room centre at 0.5-0.9 m (so the pitch varies).
+    One orbit on an ellipse at half the distance to the walls, height 1.4-1.7 m, looking at points just
+    beyond the room centre at 0.4-0.8 m (so the pitch varies).
     """
     sx, sy, _ = room
     phase = np.arange(num_frames) * 2.0 * np.pi / num_frames
     eye = np.stack([0.25 * sx * np.cos(phase), 0.25 * sy * np.sin(phase), 1.55 + 0.15 * np.sin(3 * phase)], axis=1)
-    target = np.stack(
-        [0.1 * sx * np.sin(2 * phase), 0.1 * sy * np.cos(phase), 0.7 + 0.2 * np.cos(2 * phase)], axis=1
+    target = np.stack(  # across the centre, so the far walls and the objects along them are in view
+        [-0.1 * sx * np.cos(phase) + 0.05 * sx * np.sin(2 * phase), -0.1 * sy * np.sin(phase),
+         0.6 + 0.2 * np.cos(2 * phase)], axis=1
     )
     forward = target - eye
     forward /= np.linalg.norm(forward, axis=1, keepdims=True)
