@@ -217,7 +217,7 @@ def start_seaweedfs(
 
 
 def start_mlflow(
-    workdir: str | Path, s3: SeaweedFS, artifacts_prefix: str = "mlflow", timeout: float = 120.0
+    workdir: str | Path, s3: SeaweedFS, artifacts_prefix: str = "mlflow", timeout: float = 180.0
 ) -> MlflowServer:
     """Start ``mlflow server`` on loopback (SQLite backend, artifacts proxied to ``s3.uri(artifacts_prefix)``).
 
@@ -238,7 +238,13 @@ def start_mlflow(
         "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    env = {**os.environ, **s3.env(), "MLFLOW_S3_ENDPOINT_URL": s3.endpoint, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {
+        **os.environ,
+        **s3.env(),
+        "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI job workers: not used, slow to start
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     log_path = Path(workdir).resolve() / "mlflow.log"
     service = MlflowServer(
