@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -419,3 +420,63 @@ def test_log_errors_never_fail_the_job():
 
     outcome, lines, _ = _run(FakeCustomObjects([RUNNING, COMPLETE]), BrokenCore([]))
     assert outcome.condition["type"] == "Complete" and lines == []
+
+
+# ------------------------------------------------- the real kubernetes client, over a scripted transport
+
+
+class ScriptedTransport:
+    """Answers the HTTP requests of the real kubernetes ApiClient from a script and records them."""
+
+    def __init__(self, name: str):
+        base = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/vega3d/trainjobs"
+        pods = {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": f"{name}-node-0-0-x1", "creationTimestamp": "2026-11-24T08:00:00Z"},
+             "status": {"phase": "Running"}}]}
+        self.requests: list[tuple[str, str, dict, object]] = []
+        self.script = {
+            ("POST", base): [{}],
+            ("GET", f"{base}/{name}"): [RUNNING, COMPLETE],
+            ("GET", "/api/v1/namespaces/vega3d/pods"): [pods],
+            ("GET", f"/api/v1/namespaces/vega3d/pods/{name}-node-0-0-x1/log"): [
+                "2026-11-24T08:00:01.5Z step 1 loss 2.0\n",
+                "2026-11-24T08:00:01.5Z step 1 loss 2.0\n2026-11-24T08:00:02Z step 2 loss 1.5\n",
+            ],
+            ("DELETE", f"{base}/{name}"): [{}],
+        }
+
+    def request(self, method, url, query_params=None, headers=None, post_params=None, body=None,
+                _preload_content=True, _request_timeout=None):
+        path = url.split("://", 1)[-1].split("/", 1)[-1]
+        path = "/" + path.split("?", 1)[0]
+        self.requests.append((method, path, dict(query_params or []), body))
+        answers = self.script[(method, path)]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        data = answer if isinstance(answer, str) else json.dumps(answer)
+        return SimpleNamespace(status=200, reason="OK", data=data, getheaders=lambda: {}, getheader=lambda *a: None)
+
+
+def test_launcher_speaks_the_kubernetes_api_correctly():
+    from kubernetes import client
+
+    name = "vega3d-train-0123456789"
+    transport = ScriptedTransport(name)
+    api_client = client.ApiClient(client.Configuration(host="https://k8s.test"))
+    api_client.request = transport.request
+    lines: list[str] = []
+    clock = FakeClock()
+    outcome = tj.run_trainjob(client.CustomObjectsApi(api_client), tj.build_trainjob(_request()), 600, 30,
+                              lines.append, core_api=client.CoreV1Api(api_client), clock=clock, sleep=clock.sleep)
+    assert outcome.condition["reason"] == "AllJobsCompleted"
+    assert lines == ["step 1 loss 2.0", "step 2 loss 1.5"]
+    calls = [(method, path) for method, path, _, _ in transport.requests]
+    base = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/vega3d/trainjobs"
+    assert calls[0] == ("POST", base) and calls[-1] == ("DELETE", f"{base}/{name}")
+    post_body = transport.requests[0][3]
+    assert post_body["kind"] == "TrainJob" and post_body["spec"]["trainer"]["numNodes"] == 2
+    assert transport.requests[-1][3] == {"propagationPolicy": "Foreground"}
+    pod_list = next(q for m, p, q, _ in transport.requests if p.endswith("/pods"))
+    assert pod_list["labelSelector"].startswith(f"jobset.sigs.k8s.io/jobset-name={name},")
+    log_queries = [q for m, p, q, _ in transport.requests if p.endswith("/log")]
+    assert log_queries[0] == {"container": "node", "timestamps": True}
+    assert log_queries[1] == {"container": "node", "timestamps": True, "sinceSeconds": 40}
