@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vega3d.config import Vega3DConfig
@@ -236,6 +237,25 @@ def test_champion_moves_only_when_the_candidate_is_better(
 
     with pytest.raises(ValueError, match="has no metric bleu"):
         tracker.promote_if_better(model, v6, ["bleu"])
+
+
+@pytest.mark.integration
+def test_safe_mode_turns_a_refused_call_into_a_warning(
+    mlflow_server: MlflowServer, client: MlflowClient, experiment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    strict = Tracker(mlflow_server.url, safe=False)
+    safe = Tracker(mlflow_server.url, safe=True)
+    parent = safe.start_pipeline_run(experiment, "p-safe", "tiny")
+    safe.log_params_flat(parent, {"lr": 1e-4})
+    with pytest.raises(MlflowException):  # MLflow params are immutable: the server refuses a new value
+        strict.log_params_flat(parent, {"lr": 2e-4})
+    with caplog.at_level(logging.WARNING, logger="vega3d.tracking"):
+        safe.log_params_flat(parent, {"lr": 2e-4})
+    assert any("log_params_flat failed" in r.getMessage() for r in caplog.records)
+    assert safe.enabled  # the server still answers: only that call was lost
+    safe.log_metrics(parent, {"loss": 0.5})
+    assert client.get_run(parent).data.metrics == {"loss": 0.5}
+    assert client.get_run(parent).data.params == {"lr": "0.0001"}
 
 
 @pytest.mark.integration
