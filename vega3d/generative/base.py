@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +103,35 @@ def check_frames(frames: torch.Tensor) -> None:
             f"frames must lie in [0, 1] (got min {float(frames.min()):.3f}, max {float(frames.max()):.3f}); "
             "pass raw RGB / 255, the encoder applies its own normalisation"
         )
+
+
+class _StopForward(Exception):
+    """Raised by a tap hook to end a forward pass once the tapped tensor is captured."""
+
+
+def capture_input(module: torch.nn.Module, run: Callable[[], object], stop: bool) -> torch.Tensor:
+    """The first positional input of ``module`` during ``run()``; with ``stop`` the forward pass ends there.
+
+    Early exit without re-implementing any model's forward: a forward pre-hook records the tensor and, when
+    ``stop`` is set, raises an exception that unwinds the rest of the pass (later blocks and heads never run).
+    """
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, args: tuple) -> None:
+        captured.append(args[0])
+        if stop:
+            raise _StopForward
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        run()
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise RuntimeError(f"{type(module).__name__} was never called; nothing captured")
+    return captured[0]
 
 
 @contextlib.contextmanager

@@ -168,6 +168,38 @@ def load_torch_file(path: Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot be read as {what} ({error})") from error
 
 
+def load_single_file(cls: type, path: Path, config_dir: Path, subfolder: str, what: str, device: torch.device):
+    """``cls.from_single_file`` of an original-format file, after checking its converted keys.
+
+    diffusers' own loader may leave missing weights randomly initialised, so the file's keys are converted
+    with the same diffusers mapping function and compared with the model built from ``config_dir`` first.
+    """
+    from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
+
+    state = load_torch_file(path, what)
+    convert = SINGLE_FILE_LOADABLE_CLASSES[cls.__name__]["checkpoint_mapping_fn"]
+    config = cls.load_config(str(config_dir), subfolder=subfolder)
+    with torch.device("meta"):
+        expected = set(cls.from_config(config).state_dict())
+    converted = set(convert(checkpoint=dict(state), config=config))
+    ignored = [re.compile(p) for p in cls._keys_to_ignore_on_load_unexpected or []]
+    missing = sorted(expected - converted)
+    extra = sorted(k for k in converted - expected if not any(p.search(k) for p in ignored))
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: does not match {config_dir / subfolder / 'config.json'}: {len(missing)} weights missing "
+            f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}); expected {what}"
+        )
+    dtype = model_dtype(device)
+    try:
+        model = cls.from_single_file(
+            state, config=str(config_dir), subfolder=subfolder, torch_dtype=None if dtype == torch.float32 else dtype
+        )
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: does not match {config_dir / subfolder} ({error})") from error
+    return check_loaded(model, path, config_dir).to(device)
+
+
 # --- Wan -----------------------------------------------------------------------------------------------
 
 
@@ -233,12 +265,8 @@ def load_wan_transformer(
         model = cls.from_pretrained(str(folder), subfolder="transformer", torch_dtype=dtype)
         return check_loaded(model, sub).to(device)
     configs = wan_config_dir(folder, variant, config_dir)
-    path = require(folder / WAN_ORIGINAL_TRANSFORMER, "the original Wan DiT weights")
-    try:
-        model = cls.from_single_file(str(path), config=str(configs), subfolder="transformer", torch_dtype=dtype)
-    except (ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: does not match {configs / 'transformer'} ({error})") from error
-    return check_loaded(model, path, configs).to(device)
+    return load_single_file(cls, folder / WAN_ORIGINAL_TRANSFORMER, configs, "transformer",
+                            "the original Wan DiT weights", device)
 
 
 def load_wan_vae(folder: Path, variant: str, config_dir: str | Path | None, device: torch.device) -> torch.nn.Module:
@@ -251,13 +279,8 @@ def load_wan_vae(folder: Path, variant: str, config_dir: str | Path | None, devi
         model = AutoencoderKLWan.from_pretrained(str(folder), subfolder="vae", torch_dtype=dtype)
         return check_loaded(model, folder / "vae").to(device)
     configs = wan_config_dir(folder, variant, config_dir)
-    path = require(folder / WAN_ORIGINAL_VAE, "the original Wan VAE weights")
-    state = load_torch_file(path, "the original Wan VAE weights")
-    try:
-        model = AutoencoderKLWan.from_single_file(state, config=str(configs), subfolder="vae", torch_dtype=dtype)
-    except (ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: does not match {configs / 'vae'} ({error})") from error
-    return check_loaded(model, path, configs).to(device)
+    return load_single_file(AutoencoderKLWan, folder / WAN_ORIGINAL_VAE, configs, "vae",
+                            "the original Wan VAE weights", device)
 
 
 def wan_text_paths(folder: Path) -> list[Path]:

@@ -35,17 +35,13 @@ import torch
 
 from vega3d.config import GenerativeConfig
 from vega3d.generative import checkpoints as ckpt
-from vega3d.generative.base import SIGNED_UNIT, GenerativeEncoder, seeded_noise
+from vega3d.generative.base import SIGNED_UNIT, GenerativeEncoder, capture_input, seeded_noise
 from vega3d.generative.text_embedding import empty_prompt_embedding
 
 logger = logging.getLogger(__name__)
 
 WAN_TEXT_LENGTH = 512  # umT5 tokens of Wan's text conditioning (text_len of the original config)
 VAE_CHUNK = 8  # frames per VAE call
-
-
-class _StopForward(Exception):
-    """Raised by the tap hook to end the DiT forward pass right after the tapped block."""
 
 
 def flow_match_timestep(timestep: int, shift: float, num_train_timesteps: int = 1000) -> tuple[float, float]:
@@ -78,22 +74,8 @@ def tap_block_output(transformer: torch.nn.Module, block: int, early_exit: bool,
     if not 0 <= block < len(blocks):
         raise ValueError(f"block {block} out of range: the DiT has {len(blocks)} blocks (0..{len(blocks) - 1})")
     consumer = blocks[block + 1] if block + 1 < len(blocks) else transformer.norm_out
-    captured: list[torch.Tensor] = []
-
-    def hook(module: torch.nn.Module, args: tuple) -> None:
-        captured.append(args[0])
-        if early_exit:
-            raise _StopForward
-
-    handle = consumer.register_forward_pre_hook(hook)
-    try:
-        with _only_vace_blocks_up_to(transformer, block) if early_exit else contextlib.nullcontext():
-            transformer(**inputs, return_dict=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    return captured[0]
+    with _only_vace_blocks_up_to(transformer, block) if early_exit else contextlib.nullcontext():
+        return capture_input(consumer, lambda: transformer(**inputs, return_dict=False), stop=early_exit)
 
 
 class WanEncoder(GenerativeEncoder):
