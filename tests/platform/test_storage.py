@@ -267,3 +267,20 @@ def test_s3_upload_and_download_a_multi_megabyte_file(s3_env: SeaweedFS, s3_pref
     storage.download_file(uri, back)
     assert back.read_bytes() == payload
     assert sorted(p.name for p in back.parent.iterdir()) == ["weights.bin"]
+
+
+@pytest.mark.integration
+def test_s3_unfinished_multipart_upload_is_invisible(s3_env: SeaweedFS, s3_prefix: str) -> None:
+    """What atomic uploads of large files rely on: parts are not an object until the upload completes."""
+    client = _boto(s3_env)
+    key = storage.join(s3_prefix, "big.bin").split("/", 3)[3]
+    upload = client.create_multipart_upload(Bucket=s3_env.bucket, Key=key)
+    part = client.upload_part(Bucket=s3_env.bucket, Key=key, PartNumber=1, UploadId=upload["UploadId"],
+                              Body=b"\7" * (5 * 2**20))  # fmt: skip
+    assert not storage.exists(storage.join(s3_prefix, "big.bin"))
+    assert _keys(s3_env, s3_prefix) == []
+    client.complete_multipart_upload(
+        Bucket=s3_env.bucket, Key=key, UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )  # fmt: skip
+    assert storage.read_bytes(storage.join(s3_prefix, "big.bin")) == b"\7" * (5 * 2**20)
