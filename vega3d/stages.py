@@ -27,7 +27,7 @@ RUN_KEY_ENV = "VEGA3D_PIPELINE_RUN_ID"
 # What steps stage down from the data root: everything except the feature store.
 DATA_SUBPATHS = ["scannet", "embodiedscan", "metadata", "benchmark", "processed", "models", "synthetic_truth.json"]
 # Folders of the data root that prep writes (published back to the storage root).
-PREP_OUTPUTS = ("metadata", "processed", "scannet/points")
+PREP_OUTPUTS = ("metadata", "processed", "scannet/pcd_with_global_alignment")
 # Metrics the champion gate compares (higher is better), one per benchmark as in the paper table.
 GATE_METRICS = ("scanrefer/acc_iou25", "multi3drefer/f1_iou25", "scan2cap/cider_iou50", "scanqa/cider", "sqa3d/em")
 
