@@ -195,6 +195,8 @@ class Tracker:
         try:
             with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=self.probe_timeout) as reply:  # noqa: S310
                 return 200 <= reply.status < 300
+        except urllib.error.HTTPError as error:  # it answers; 401/403 behind an auth proxy still means "up"
+            return error.code < 500
         except (urllib.error.URLError, OSError):
             return False
 
