@@ -263,7 +263,7 @@ def test_training_runtime_structure(rendered, target):
 def test_only_the_gpu_pool_overlay_places_and_sizes_training(rendered):
     pod = _runtime(rendered["overlays/gpu-pool"])["spec"]["template"]["spec"]["replicatedJobs"][0]
     pod = pod["template"]["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"vega3d.io/pool": "gpu-h100"}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
     plain = _runtime(rendered["overlays/self-hosted"])["spec"]["template"]["spec"]["replicatedJobs"][0]
@@ -275,7 +275,7 @@ def test_generated_trainjob_validates_structurally():
     request = tj.TrainJobRequest(
         name="vega3d-train-abc", namespace="vega3d", image="ghcr.io/vega3d/vega3d-cuda:0.1.0",
         train_args=["--preset", "wan_t2v"], num_nodes=2, env={"MLFLOW_TRACKING_URI": "http://vega3d-mlflow:5000"},
-        placement=tj.Placement(node_selector={"vega3d.io/pool": "gpu-h100"},
+        placement=tj.Placement(node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
                                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]),
         deadline_s=3600, owner={"apiVersion": "v1", "kind": "Pod", "name": "launcher", "uid": "u-1"},
     )
