@@ -65,6 +65,35 @@ def test_voxel_set_equals_sorting_unique():
     np.testing.assert_array_equal(geometry.voxel_set(far, 0.1), [[0, 0, 0], [0, 1000000, 1000000], [1000000, 0, 0]])
 
 
+def test_frame_voxel_sets_equal_unique_of_valid_points(small_synthetic_root):
+    layout = DataLayout(small_synthetic_root)
+    scene = load_truth(small_synthetic_root)[1].scene
+    frames = load_scene_frames(layout, scene, scene_frame_ids(layout, scene)[:6])
+    xyz, valid = geometry.world_coordinates(frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align)
+    fused_xyz, fused_valid, fused = geometry.world_coordinates_and_voxels(
+        frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align, 0.1)
+    np.testing.assert_array_equal(fused_xyz, xyz)
+    np.testing.assert_array_equal(fused_valid, valid)
+    separate = geometry.frame_voxel_sets(xyz, valid, 0.1)
+    for i in range(len(xyz)):
+        expected = np.unique(np.rint(xyz[i][valid[i]] * np.float32(10.0)).astype(np.int64), axis=0)
+        assert len(expected) > 100
+        np.testing.assert_array_equal(separate[i], expected)
+        np.testing.assert_array_equal(fused[i], expected)
+
+
+def test_frame_voxel_sets_of_a_huge_grid_take_the_exact_path():
+    # 2**24 or more cells cannot be keyed exactly in float32; the int64 path must give the same sets.
+    xyz = np.zeros((1, 2, 3, 3), dtype=np.float32)
+    xyz[0, 0, 0] = [-900.0, -900.0, -900.0]
+    xyz[0, 1, 2] = [900.0, 900.0, 900.0]
+    xyz[0, 1, 1] = [0.26, 0.0, -0.04]
+    valid = np.ones((1, 2, 3), dtype=bool)
+    valid[0, 0, 1] = False
+    (voxels,) = geometry.frame_voxel_sets(xyz, valid, 0.1)
+    np.testing.assert_array_equal(voxels, [[-9000, -9000, -9000], [0, 0, 0], [3, 0, 0], [9000, 9000, 9000]])
+
+
 def test_voxel_grid_encode_decode_round_trip():
     voxels = np.array([[-2, 5, 1], [3, -1, 0], [0, 0, 7]])
     grid = geometry.VoxelGrid.around(voxels)

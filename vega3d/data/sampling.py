@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vega3d.data.frames import load_scene_frames, scene_frame_ids
-from vega3d.data.geometry import VoxelGrid, frame_voxel_sets, unique_voxels, world_coordinates
+from vega3d.data.geometry import VoxelGrid, unique_voxels, world_coordinates_and_voxels
 from vega3d.data.layout import DataLayout, frame_name, video_id
 from vega3d.storage import read_json
 
@@ -123,8 +123,9 @@ def scene_frame_voxels(
     voxels: list[np.ndarray] = []
     for start in range(0, len(frame_ids), chunk):
         frames = load_scene_frames(layout, scene, frame_ids[start:start + chunk])
-        xyz, valid = world_coordinates(frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align)
-        voxels += frame_voxel_sets(xyz, valid, voxel_size)
+        voxels += world_coordinates_and_voxels(
+            frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align, voxel_size
+        )[2]
     return voxels
 
 
