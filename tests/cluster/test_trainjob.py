@@ -44,6 +44,37 @@ def _node_pod_spec(manifest: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- manifest
 
 
+def test_step_request_forwards_settings_but_never_credential_values():
+    environ = {
+        "MLFLOW_TRACKING_URI": "http://vega3d-mlflow.vega3d:5000", "VEGA3D_PIPELINE_RUN_ID": "kfp-run-1",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+        "MLFLOW_TRACKING_PASSWORD": "pw-value", "KFP_POD_NAME": "train-launcher-7", "KFP_POD_UID": "uid-7",
+        "NCCL_DEBUG": "",
+    }
+    request = tj.request_from_step(
+        image="ghcr.io/vega3d/vega3d-cuda:0.1.0", train_args=["--preset", "wan_t2v"], num_nodes=4, gpus_per_node=8,
+        accelerator_type="nvidia.com/gpu", node_selector=GPU_POOL, tolerations=[GPU_TAINT], run_id="kfp-run-1",
+        timeout_s=86400, environ=environ,
+    )
+    manifest = tj.build_trainjob(request)
+    text = tj.manifest_yaml(manifest)
+    assert "s3cr3t-value" not in text and "pw-value" not in text and "AKIAEXAMPLE" not in text
+    env = {e["name"]: e for e in manifest["spec"]["trainer"]["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://vega3d-mlflow.vega3d:5000"
+    assert env["VEGA3D_PIPELINE_RUN_ID"]["value"] == "kfp-run-1" and "NCCL_DEBUG" not in env
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "vega3d-s3"
+    assert manifest["metadata"]["name"] == tj.trainjob_name("vega3d-train", "kfp-run-1")
+    assert manifest["metadata"]["labels"][tj.RUN_LABEL] == "kfp-run-1"
+    assert manifest["metadata"]["ownerReferences"][0]["uid"] == "uid-7"
+    trainer = manifest["spec"]["trainer"]
+    assert trainer["numNodes"] == 4 and trainer["numProcPerNode"] == 8
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
+    assert manifest["spec"]["activeDeadlineSeconds"] == 86400
+    assert _node_pod_spec(manifest)["nodeSelector"] == GPU_POOL
+
+
+
+
 def test_manifest_carries_nodes_resources_command_and_runtime():
     manifest = tj.build_trainjob(_request())
     assert manifest["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and manifest["kind"] == "TrainJob"

@@ -457,6 +457,52 @@ def _delete(api: Any, namespace: str, name: str) -> None:
             logger.warning("could not delete TrainJob %s/%s: %s", namespace, name, error)
 
 
+#: Plain settings the launcher step forwards from its own environment to the training nodes. Credentials
+#: are never forwarded as values: the nodes read them from the secrets (``default_secret_env``).
+FORWARDED_ENV = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_DISABLE_TELEMETRY", "VEGA3D_PIPELINE_RUN_ID",
+    "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA",
+)
+
+
+def request_from_step(
+    *,
+    image: str,
+    train_args: Sequence[str],
+    num_nodes: int,
+    gpus_per_node: int,
+    accelerator_type: str = "nvidia.com/gpu",
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    run_id: str,
+    namespace: str = "vega3d",
+    timeout_s: int | None = None,
+    cpu: str = Placement.cpu,
+    memory: str = Placement.memory,
+    shm_size: str = Placement.shm_size,
+    environ: Mapping[str, str] | None = None,
+) -> TrainJobRequest:
+    """The TrainJob request of a pipeline train step: the step's GPU count, accelerator, node selector and
+    tolerations per node, its plain settings (``FORWARDED_ENV``) and, as owner, the launcher pod."""
+    environ = os.environ if environ is None else environ
+    placement = Placement(
+        accelerators_per_node=gpus_per_node, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
+        shm_size=shm_size, node_selector=dict(node_selector or {}), tolerations=[dict(t) for t in tolerations or []],
+    )
+    return TrainJobRequest(
+        name=trainjob_name("vega3d-train", run_id),
+        namespace=namespace,
+        image=image,
+        train_args=list(train_args),
+        num_nodes=num_nodes,
+        placement=placement,
+        env={key: environ[key] for key in FORWARDED_ENV if environ.get(key)},
+        deadline_s=timeout_s,
+        run_id=run_id,
+        owner=owner_from_env(environ),
+    )
+
+
 def kubernetes_apis() -> tuple[Any, Any]:
     """(CustomObjectsApi, CoreV1Api) from the in-cluster service account, else from ~/.kube/config."""
     from kubernetes import client, config
