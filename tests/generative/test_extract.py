@@ -1,0 +1,119 @@
+"""The extract stage and `vega3d extract` on synthetic scenes with the tiny Wan checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vega3d.cli import app
+from vega3d.config import SyntheticConfig, load_config
+from vega3d.data.layout import DataLayout
+from vega3d.data.synthetic import synthesize_scenes
+from vega3d.generative.extract import extract_features, frames_tensor, split_scenes
+from vega3d.generative.registry import build_encoder
+from vega3d.generative.source import open_feature_source
+from vega3d.generative.store import FeatureStore, FeatureStoreError, feature_key
+from vega3d.generative.tiny import write_tiny_wan
+
+TINY_DATA = SyntheticConfig(num_train=2, num_val=1, num_test=1, frames=8, width=64, height=48, seed=3)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    synthesize_scenes(root, TINY_DATA)
+    write_tiny_wan(root / "models" / "tiny-wan-t2v")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(data_root: Path):
+    return load_config("tiny", [f"data.root={data_root}"]).with_paths_under_root()
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_cfg):
+    return build_encoder(tiny_cfg.generative, tiny_cfg.model.pooled_grid, "cpu")
+
+
+def test_extract_writes_once_skips_existing_and_reextracts_corrupted(tiny_cfg, encoder, tmp_path):
+    uri = str(tmp_path / "features")
+    first = extract_features(tiny_cfg, encoder, uri, progress=False)
+    scenes = split_scenes(DataLayout(tiny_cfg.data.root), ["train", "val", "test"])
+    assert len(scenes) == 4 and (first.scenes, first.written, first.skipped) == (4, 4, 0)
+    store = FeatureStore(uri)
+    saved = {key: store.get(key) for key in first.keys}
+    assert all(t.shape == (4, 32, 4, 4) for t in saved.values())  # 4 frames, tiny DiT width 32, grid 4
+
+    again = extract_features(tiny_cfg, encoder, uri, progress=False)
+    assert (again.written, again.skipped) == (0, 4)
+
+    victim = first.keys[1]
+    path = Path(uri) / f"{victim}.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x55
+    path.write_bytes(bytes(raw))
+    repaired = extract_features(tiny_cfg, encoder, uri, progress=False)
+    assert (repaired.written, repaired.skipped) == (1, 3)
+    assert torch.equal(store.get(victim), saved[victim])  # same seed -> the same features again
+
+
+def test_stored_features_are_the_encoder_output_for_the_sampled_frames(tiny_cfg, encoder, tmp_path):
+    uri = str(tmp_path / "features")
+    summary = extract_features(tiny_cfg, encoder, uri, splits=["val"], progress=False)
+    layout = DataLayout(tiny_cfg.data.root)
+    (scene,) = split_scenes(layout, ["val"])
+    frame_ids = [0, 20, 40, 70]  # uniform: int(linspace(0, 7, 4)) = 0, 2, 4, 7 of frames 0, 10, ..., 70
+    key = feature_key(summary.feature_id, scene, frame_ids)
+    assert summary.keys == [key]
+    expected = encoder.encode(frames_tensor(layout, scene, frame_ids), scene, frame_ids)
+    assert torch.equal(FeatureStore(uri).get(key), expected)
+    manifest = FeatureStore(uri).read_manifest(summary.feature_id)
+    assert (manifest.encoder, manifest.block, manifest.grid, manifest.channels) == ("wan_t2v", 1, 4, 32)
+
+
+def test_shards_split_the_scenes(tiny_cfg, encoder, tmp_path):
+    uri = str(tmp_path / "features")
+    parts = [extract_features(tiny_cfg, encoder, uri, shard_index=i, num_shards=3, progress=False) for i in range(3)]
+    keys = [set(p.keys) for p in parts]
+    assert [p.scenes for p in parts] == [2, 1, 1]
+    assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
+    assert len(set().union(*keys)) == 4
+    with pytest.raises(ValueError, match="shard index 3"):
+        extract_features(tiny_cfg, encoder, uri, shard_index=3, num_shards=3)
+
+
+def test_offline_and_online_sources_agree(tiny_cfg, encoder, tmp_path):
+    uri = str(tmp_path / "features")
+    summary = extract_features(tiny_cfg, encoder, uri, splits=["test"], progress=False)
+    layout = DataLayout(tiny_cfg.data.root)
+    (scene,) = split_scenes(layout, ["test"])
+    frame_ids = [0, 20, 40, 70]
+    offline_cfg = tiny_cfg.generative.model_copy(update={"mode": "offline", "feature_id": summary.feature_id,
+                                                         "feature_root": uri})
+    offline = open_feature_source(offline_cfg, 4)
+    online = open_feature_source(tiny_cfg.generative, 4)
+    frames = frames_tensor(layout, scene, frame_ids)
+    assert offline.channels == online.channels == 32
+    assert torch.equal(offline.get(scene, frame_ids), online.get(scene, frame_ids, frames))
+    assert online.cache.misses == 1 and online.get(scene, frame_ids, frames) is not None and online.cache.hits == 1
+    with pytest.raises(FeatureStoreError, match="run `vega3d extract`"):
+        offline.get(scene, [0, 10])
+
+
+def test_cli_extract_then_validate(data_root, tmp_path):
+    runner = CliRunner()
+    store = str(tmp_path / "features")
+    args = ["extract", "--set", f"data.root={data_root}", "--store", store, "--split", "val", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["written"], summary["scenes"]) == (1, 1)
+    result = runner.invoke(app, ["extract", "--set", f"data.root={data_root}", "--set",
+                                 f"generative.feature_id={summary['feature_id']}", "--store", store, "--validate"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["files"] == 1
