@@ -2,7 +2,7 @@
 
 ToyModel takes the same forward arguments as ``Vega3DModel`` (lists of per-sample visual tensors, proposals
 and ground positives for grounding samples) and returns ``loss`` plus ``sample_losses`` [B]. Its parameter
-names follow the real model's parts (``vision_tower.``, ``llm.``, ``ground_head.``). No dropout, so fp32
+names follow the real model's parts (``vision_tower``, ``language_model``, ``ground_head``). No dropout, so fp32
 runs are deterministic. ToyDataset draws every sample from a generator seeded by its index.
 """
 
@@ -31,7 +31,7 @@ class ToyModel(nn.Module):
     def __init__(self, width: int = 16) -> None:
         super().__init__()
         self.vision_tower = nn.Linear(3 * IMAGE * IMAGE, width)
-        self.llm = nn.ModuleDict({"embed": nn.Embedding(VOCAB, width), "mlp": nn.Linear(width, width),
+        self.language_model = nn.ModuleDict({"embed": nn.Embedding(VOCAB, width), "mlp": nn.Linear(width, width),
                                   "head": nn.Linear(width, VOCAB)})
         self.ground_head = nn.Linear(6, width)
 
@@ -39,8 +39,8 @@ class ToyModel(nn.Module):
                 coord_valid=None, generative_features=None, proposals=None, ground_positives=None,
                 coord_boxes=None):
         visual = torch.stack([self.vision_tower(p.flatten(1)).mean(0) for p in pixel_values])  # [B, W]
-        hidden = torch.tanh(self.llm["mlp"](self.llm["embed"](input_ids) + visual[:, None]))  # [B, L, W]
-        logits = self.llm["head"](hidden)  # [B, L, V]
+        hidden = torch.tanh(self.language_model["mlp"](self.language_model["embed"](input_ids) + visual[:, None]))  # [B, L, W]
+        logits = self.language_model["head"](hidden)  # [B, L, V]
         token_loss = nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none"
         )  # [B, L-1]

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -61,15 +62,27 @@ def torchrun_command(nproc: int, config_path: str, result_path: str, parent_run_
     return command
 
 
-def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> str:
-    """Train with ``nproc`` local processes (or as a rank of an enclosing torchrun); returns the model URI."""
+@dataclass
+class TrainSummary:
+    """What a finished training reports back: the final model URI and summary metrics."""
+
+    model_uri: str
+    metrics: dict[str, float]
+
+    def summary_metrics(self) -> dict[str, float]:
+        return dict(self.metrics)
+
+
+def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> TrainSummary:
+    """Train with ``nproc`` local processes (or as a rank of an enclosing torchrun)."""
     from vega3d.config import save_config
 
     if nproc <= 1 or inside_torchrun():
         ensure_process_env()
-        from vega3d.train.trainer import run_training
+        from vega3d.train.trainer import train_in_process
 
-        return run_training(cfg, parent_run_id=parent_run_id)
+        result = train_in_process(cfg, parent_run_id=parent_run_id)
+        return TrainSummary(result.model_uri, result.summary_metrics())
     with tempfile.TemporaryDirectory(prefix="vega3d-train-") as folder:
         config_path, result_path = os.path.join(folder, "config.yaml"), os.path.join(folder, "result.json")
         save_config(cfg, config_path)
@@ -80,27 +93,30 @@ def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> str:
         completed = subprocess.run(command, env=env, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"torchrun with {nproc} processes failed with exit code {completed.returncode}")
-        return json.loads(Path(result_path).read_text())["model_uri"]
+        return TrainSummary(**json.loads(Path(result_path).read_text()))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of each torchrun rank: train from a resolved config file."""
     parser = argparse.ArgumentParser(description="one rank of vega3d training (started by torchrun)")
     parser.add_argument("--config", required=True, help="resolved config YAML")
-    parser.add_argument("--result", help="rank 0 writes {'model_uri': ...} here")
+    parser.add_argument("--result", help="rank 0 writes {'model_uri': ..., 'metrics': {...}} here")
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch.distributed
     import yaml
 
     from vega3d.config import build_config
-    from vega3d.train.trainer import run_training
+    from vega3d.train.trainer import train_in_process
 
     ensure_process_env()
     cfg = build_config(yaml.safe_load(Path(args.config).read_text()))
-    model_uri = run_training(cfg, parent_run_id=args.parent_run_id)
+    result = train_in_process(cfg, parent_run_id=args.parent_run_id)
     if args.result and int(os.environ.get("RANK", "0")) == 0:
-        Path(args.result).write_text(json.dumps({"model_uri": model_uri}))
+        Path(args.result).write_text(json.dumps({"model_uri": result.model_uri, "metrics": result.summary_metrics()}))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from vega3d.config import Vega3DConfig
 from vega3d.train.checkpointing import CheckpointManager
 from vega3d.train.collator import model_inputs
 from vega3d.train.deepspeed_config import build_deepspeed_config, global_batch_size
-from vega3d.train.optim import apply_trainable, build_optimizer, build_scheduler
+from vega3d.train.optim import build_optimizer, build_scheduler
 from vega3d.train.sampler import TASK_GROUPS, TaskGroupedSampler, task_group
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ SaveModelFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], str], None]
 
 
 class TrainTracker(Protocol):
-    """What the loop reports to (an MLflow run, on rank 0 only)."""
+    """What the loop reports to (an MLflow run, called on rank 0 only)."""
 
-    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_params(self, config: Vega3DConfig) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
     def log_model(self, model_uri: str) -> None: ...
 
@@ -63,11 +63,28 @@ class StepRecord:
 
 @dataclass
 class TrainResult:
-    """The final model's URI and the per-step history."""
+    """The final model's URI and the per-step history (of this process's run; empty steps when resumed at the end)."""
 
     model_uri: str
     history: list[StepRecord] = field(default_factory=list)
     resumed_from_step: int = 0
+
+    def summary_metrics(self, last: int = 5) -> dict[str, float]:
+        """Final numbers: steps, mean loss of the last ``last`` steps overall and per task, mean samples/s."""
+        if not self.history:
+            return {}
+        tail = self.history[-last:]
+        metrics = {
+            "train/steps": float(self.history[-1].step),
+            "train/final_loss": sum(r.loss for r in tail) / len(tail),
+            "train/mean_samples_per_s": sum(r.samples_per_s for r in self.history) / len(self.history),
+        }
+        per_task: dict[str, list[float]] = {}
+        for record in self.history:
+            for task, value in record.task_losses.items():
+                per_task.setdefault(task, []).append(value)
+        metrics.update({f"train/final_loss_{t}": sum(v[-last:]) / len(v[-last:]) for t, v in per_task.items()})
+        return metrics
 
 
 def dist_env() -> tuple[int, int, int]:
@@ -155,7 +172,6 @@ class Trainer:
         import deepspeed
 
         train = self.cfg.train
-        apply_trainable(self.model, train.trainable)
         if self.cfg.model.gradient_checkpointing and hasattr(self.model, "gradient_checkpointing_enable"):
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         optimizer = build_optimizer(self.model, train)
@@ -189,7 +205,7 @@ class Trainer:
                 train.zero_stage, train.precision, f", resumed at step {step}" if step else "",
             )
         if self.tracker is not None and self.rank == 0 and start_step == 0:
-            self.tracker.log_params(self.cfg.to_flat_dict())
+            self.tracker.log_params(self.cfg)
         history: list[StepRecord] = []
         progress = _progress(total_steps, step, enabled=self.rank == 0)
         dtype = torch.bfloat16 if train.precision == "bf16" else torch.float32
@@ -208,7 +224,7 @@ class Trainer:
                 engine.backward(output.loss)
                 lr = engine.get_lr()[0]  # the rate this step's update uses
                 engine.step()
-                accumulator.add(output, batch["tasks"])
+                accumulator.add(output, batch, self.cfg.model.ground_temperature)
                 if (micro + 1) % train.gradient_accumulation_steps:
                     continue
                 step += 1
@@ -261,6 +277,31 @@ class Trainer:
         return uri
 
 
+@torch.no_grad()
+def per_sample_losses(output: Any, batch: dict[str, Any], temperature: float) -> torch.Tensor | None:
+    """[B] loss of each sample, for per-task curves: the model's ``sample_losses`` when it gives them, else
+    token-mean cross-entropy of the returned logits/labels for LM samples and the InfoNCE loss of the returned
+    ground scores for grounding samples; None when the output carries neither."""
+    given = getattr(output, "sample_losses", None)
+    if given is not None:
+        return given.detach().float().cpu()
+    logits, labels = getattr(output, "logits", None), getattr(output, "labels", None)
+    if logits is None or labels is None:
+        return None
+    from vega3d.model.grounding import infonce_loss
+
+    targets = labels[:, 1:]  # [B, L'-1]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none"
+    )  # [B, L'-1]
+    losses = token_loss.sum(1) / (targets != -100).sum(1).clamp(min=1)  # [B]
+    scores, positives = getattr(output, "ground_scores", None), batch.get("ground_positives")
+    for i in range(len(losses)):
+        if scores is not None and scores[i] is not None and positives is not None and positives[i] is not None:
+            losses[i] = infonce_loss(scores[i], positives[i].to(scores[i].device), temperature)
+    return losses.cpu()
+
+
 class _StepAccumulator:
     """Sums micro-batch losses (and per-task losses) of one optimiser step, reduced over ranks at the end."""
 
@@ -269,14 +310,12 @@ class _StepAccumulator:
         self.micro_batches = 0
         self.task_sums: dict[str, list[float]] = {}  # task -> [loss sum, samples]
 
-    def add(self, output: Any, tasks: list[str]) -> None:
+    def add(self, output: Any, batch: dict[str, Any], temperature: float) -> None:
         self.loss_sum += float(output.loss.detach())
         self.micro_batches += 1
-        sample_losses = getattr(output, "sample_losses", None)  # [B] per-sample loss when the model gives it
-        if sample_losses is not None:
-            sample_losses = sample_losses.detach().float().cpu()
-        for index, task in enumerate(tasks):
-            value = float(sample_losses[index]) if sample_losses is not None else float(output.loss.detach())
+        losses = per_sample_losses(output, batch, temperature)
+        for index, task in enumerate(batch["tasks"]):
+            value = float(losses[index]) if losses is not None else float(output.loss.detach())
             entry = self.task_sums.setdefault(task, [0.0, 0.0])
             entry[0] += value
             entry[1] += 1
@@ -301,3 +340,83 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+@dataclass
+class MlflowTrainTracker:
+    """:class:`TrainTracker` on a ``vega3d.tracking`` stage run; registers the final model by URI."""
+
+    stage: Any  # vega3d.tracking.StageRun
+    registered_model: str
+
+    def log_params(self, config: Vega3DConfig) -> None:
+        self.stage.log_params(config)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.stage.log_metrics(metrics, step=step)
+
+    def log_model(self, model_uri: str) -> None:
+        self.stage.set_tags({"vega3d.model_uri": model_uri})
+        self.stage.tracker.register_model(self.registered_model, model_uri, run_id=self.stage.run_id)
+
+
+def save_vega3d_model(tokenizer: Any) -> SaveModelFn:
+    """Writer of the final model in our format (``save_pretrained`` folder + tokenizer) from gathered weights."""
+
+    def save(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], folder: str) -> None:
+        model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    return save
+
+
+def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Trainer:
+    """The Trainer of a resolved config: model (+ tokenizer) from ``model.checkpoint``, the train records of
+    ``data.tasks``, generative features per ``generative`` (none for ``backbone: none``)."""
+    from vega3d.data.layout import DataLayout
+    from vega3d.model.checkpoint import load_model
+    from vega3d.train.collator import Vega3DCollator
+    from vega3d.train.dataset import Vega3DDataset, load_records
+
+    features = None
+    if cfg.generative.backbone != "none":
+        from vega3d.generative.source import open_feature_source
+
+        device = f"cuda:{dist_env()[2]}" if torch.cuda.is_available() else "cpu"
+        features = open_feature_source(cfg.generative, cfg.model.pooled_grid, device, cfg.data.root)
+    model, tokenizer = load_model(cfg.model.checkpoint, cfg.model, features.channels if features else 0)
+    records = load_records(DataLayout(cfg.data.root), cfg.data.tasks, "train")
+    dataset = Vega3DDataset(cfg, tokenizer, records, features)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Trainer(cfg, model, dataset, Vega3DCollator(pad_id), dataset.tasks, save_vega3d_model(tokenizer), tracker)
+
+
+def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> TrainResult:
+    """Train as this process's rank (see :func:`run_training`); returns the URI and the step history."""
+    from vega3d.tracking import Tracker
+
+    tracker = Tracker(cfg.tracking.uri, safe=True)
+    if parent_run_id is None and tracker.enabled:
+        parent_run_id = tracker.start_pipeline_run(
+            cfg.tracking.experiment, f"train-{os.getpid()}-{int(time.time())}", cfg.preset, run_name="train"
+        )
+    with tracker.stage_run(parent_run_id, "train") as stage:
+        bridge = MlflowTrainTracker(stage, cfg.tracking.registered_model) if stage.run_id else None
+        result = build_training(cfg, bridge).train()
+        if bridge is not None:
+            stage.log_metrics(result.summary_metrics(), step=result.history[-1].step if result.history else 0)
+    return result
+
+
+def run_training(cfg: Vega3DConfig, parent_run_id: str | None = None) -> str:
+    """Pipeline stage entry: train per ``cfg`` (resuming from ``train.output_uri``) and return the model URI.
+
+    ``cfg`` has resolved local paths (``Vega3DConfig.with_paths_under_root``). With ``train.nproc`` > 1 and not
+    already inside torchrun, torchrun starts that many local ranks (:mod:`vega3d.train.launch`); otherwise
+    this process trains as its rank. With ``tracking.uri`` set, rank 0 logs to a ``train`` child run of
+    ``parent_run_id`` (or of a new parent run when none is given); an unreachable server costs a warning
+    and training goes on.
+    """
+    from vega3d.train.launch import launch_training
+
+    return launch_training(cfg, cfg.train.nproc, parent_run_id).model_uri

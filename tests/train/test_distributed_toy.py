@@ -1,0 +1,82 @@
+"""DeepSpeed on CPU through real processes, with the toy model (fast): ZeRO-2/3 equivalence, SIGKILL resume.
+
+Each run is ``tests/train/toy_worker.py`` under ``python`` (1 process) or ``torchrun --standalone`` (2 processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "tests" / "train" / "toy_worker.py"
+
+
+def run_worker(tmp: Path, name: str, nproc: int, overrides: list[str], env: dict | None = None,
+               check: bool = True) -> dict | None:
+    """Run the toy worker; returns its result JSON (None when it died and check=False)."""
+    result = tmp / f"{name}.json"
+    if nproc == 1:
+        command = [sys.executable, str(WORKER)]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(WORKER)]
+    full_env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"), **(env or {})}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        full_env.pop(key, None)
+    args = [str(result), f"train.output_uri={tmp / name}", *overrides]
+    proc = subprocess.run(command + args, env=full_env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(result.read_text()) if result.exists() else None
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_processes_match_one_process_same_global_batch(tmp_path: Path, stage: int) -> None:
+    common = [f"train.zero_stage={stage}", "train.max_steps=6", "train.per_device_batch_size=2"]
+    one = run_worker(tmp_path, "one", 1, common + ["train.gradient_accumulation_steps=2"])
+    two = run_worker(tmp_path, "two", 2, common + ["train.gradient_accumulation_steps=1"])
+    curve_one = [r["loss"] for r in one["history"]]
+    curve_two = [r["loss"] for r in two["history"]]
+    assert len(curve_one) == len(curve_two) == 6
+    assert [r["group"] for r in one["history"]] == [r["group"] for r in two["history"]]
+    assert curve_two == pytest.approx(curve_one, rel=1e-5, abs=1e-6)
+    assert curve_one[-1] != curve_one[0]  # the model did change
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert b["task_losses"] == pytest.approx(a["task_losses"], rel=1e-5, abs=1e-6)
+        assert b["lr"] == pytest.approx(a["lr"])
+    w1 = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-5, atol=1e-6)
+
+
+def test_sigkill_during_checkpoint_then_resume_gives_same_weights(tmp_path: Path) -> None:
+    common = ["train.zero_stage=2", "train.max_steps=6", "train.save_steps=2", "train.save_total_limit=2"]
+    full = run_worker(tmp_path, "full", 1, common)
+    assert full["resumed_from_step"] == 0
+
+    killed = run_worker(tmp_path, "killed", 1, common, env={"VEGA3D_TEST_KILL_AT_SAVE": "4"}, check=False)
+    assert killed is None  # SIGKILLed before finishing
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    names = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
+    assert names == [".tmp-step-00000004", "step-00000002"]  # the interrupted write is left partial
+    assert not (checkpoints / ".tmp-step-00000004" / "complete.json").exists()
+
+    resumed = run_worker(tmp_path, "killed", 1, common)
+    assert resumed["resumed_from_step"] == 2  # the partial step-4 folder was never chosen
+    assert [r["step"] for r in resumed["history"]] == [3, 4, 5, 6]
+    assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in full["history"][2:]]
+    final = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
+    assert final == ["step-00000004", "step-00000006"]  # keep last 2, partial folder cleaned
+    w_full = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    w_resumed = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
+    for key in w_full:
+        assert torch.equal(w_full[key], w_resumed[key]), key
