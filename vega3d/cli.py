@@ -10,6 +10,7 @@ from vega3d.demo import demo_command
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
+from vega3d.train.commands import train_command
 
 app = typer.Typer(
     name="vega3d",
@@ -23,6 +24,7 @@ app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("extract")(extract_command)
 app.command("compare")(compare_command)
+app.command("train")(train_command)
 
 
 def main() -> None:

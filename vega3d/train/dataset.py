@@ -112,7 +112,9 @@ class Vega3DDataset(torch.utils.data.Dataset):
         inputs = preprocess_scene(frames, self.cfg.model)
         if self.features is not None:
             rgb = torch.from_numpy(frames.rgb).permute(0, 3, 1, 2).float().div_(255.0)  # [V, 3, H, W] in [0, 1]
-            inputs["generative_features"] = self.features.get(scene, frame_ids, rgb).float().cpu()  # [V, C, g, g]
+            features = self.features.get(scene, frame_ids, rgb)  # [V, C, g, g]
+            # a normal tensor (encoders run under inference_mode, whose tensors autograd refuses)
+            inputs["generative_features"] = features.detach().to("cpu", torch.float32).clone()
         if self.scene_cache:
             self._cache[key] = inputs
             while len(self._cache) > self.scene_cache:

@@ -1,0 +1,64 @@
+"""``vega3d train``: DeepSpeed training on this machine (``--nproc``) or as one rank of a cluster's torchrun."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def train_command(
+    preset: Annotated[str, typer.Option("--preset", help="Config preset name or YAML file.")] = "tiny",
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override section.field=value (repeat), e.g. train.max_steps=20."),
+    ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option("--nproc", help="Processes on this machine (torchrun --standalone); default train.nproc. "
+                     "Ignored inside an existing torchrun (RANK/WORLD_SIZE set)."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="Checkpoints and final model: local path or s3:// (train.output_uri)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Resume from the latest complete checkpoint under the output "
+                     "(--no-resume deletes the output's checkpoints first)."),
+    ] = True,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (tracking.uri); unset = no tracking.")
+    ] = None,
+    parent_run_id: Annotated[
+        str | None, typer.Option("--parent-run-id", help="MLflow parent run to attach the train run to.")
+    ] = None,
+) -> None:
+    """Train VEGA-3D per the preset; prints the final model URI and summary metrics as JSON."""
+    from vega3d.config import ConfigError, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    extra = list(overrides or [])
+    if output:
+        extra.append(f"train.output_uri={output}")
+    if tracking_uri:
+        extra.append(f"tracking.uri={tracking_uri}")
+    if nproc is not None:
+        extra.append(f"train.nproc={nproc}")
+    try:
+        cfg = load_config(preset, extra).with_paths_under_root()
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    from vega3d.train.launch import inside_torchrun, launch_training
+
+    if not resume and not inside_torchrun():
+        from vega3d import storage
+
+        storage.remove(storage.join(cfg.train.output_uri, "checkpoints"), recursive=True)
+        logger.info("--no-resume: removed %s/checkpoints", cfg.train.output_uri)
+    summary = launch_training(cfg, cfg.train.nproc, parent_run_id)
+    typer.echo(json.dumps({"model_uri": summary.model_uri, "metrics": summary.metrics}))
