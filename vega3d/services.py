@@ -285,7 +285,17 @@ def mlflow_service(workdir: str | Path, s3: SeaweedFS, artifacts_prefix: str = "
 
 
 def start_local_services(workdir: str | Path, bucket: str = "vega3d") -> LocalServices:
-    """Start SeaweedFS then MLflow, and record them in ``<workdir>/services.json``."""
+    """Start SeaweedFS then MLflow, and record them in ``<workdir>/services.json``.
+
+    Refuses to start while services recorded there still run (two servers on one data folder corrupt it).
+    """
+    running = recorded_services(workdir)
+    if running:
+        names = ", ".join(f"{service.name} (pid {service.pid})" for service in running)
+        raise ServiceError(
+            f"{names} from an earlier run still serve {Path(workdir) / STATE_FILE}; stop them first "
+            f"(`vega3d demo --stop` or vega3d.services.stop_recorded_services({str(workdir)!r}))"
+        )
     s3 = start_seaweedfs(workdir, bucket=bucket)
     try:
         mlflow = start_mlflow(workdir, s3)
@@ -318,26 +328,36 @@ def local_services(workdir: str | Path, bucket: str = "vega3d", keep: bool = Fal
             (Path(workdir) / STATE_FILE).unlink(missing_ok=True)
 
 
-def stop_recorded_services(workdir: str | Path) -> list[str]:
-    """Stop the services that ``start_local_services`` recorded in ``<workdir>/services.json``.
+def recorded_services(workdir: str | Path) -> list[Service]:
+    """The services recorded in ``<workdir>/services.json`` that still run (MLflow first).
 
-    Returns the names of the services it stopped (empty when none were recorded or running).
+    A recorded pid that now belongs to another program is left out.
     """
     state_path = Path(workdir) / STATE_FILE
     if not state_path.exists():
         return []
     state = json.loads(state_path.read_text())
-    stopped = []
+    running = []
     for name in ("mlflow", "seaweedfs"):  # MLflow first: it writes to S3
         entry = state.get(name)
         if not entry:
             continue
         service = Service(name=name, process=None, log_path=Path(entry["log"]), pid=int(entry["pid"]))
         if service.alive() and _is_our_process(service.pid, entry["command"]):
-            service.stop()
-            stopped.append(name)
-    state_path.unlink()
-    return stopped
+            running.append(service)
+    return running
+
+
+def stop_recorded_services(workdir: str | Path) -> list[str]:
+    """Stop the services that ``start_local_services`` recorded in ``<workdir>/services.json``.
+
+    Returns the names of the services it stopped (empty when none were recorded or running).
+    """
+    running = recorded_services(workdir)
+    for service in running:
+        service.stop()
+    (Path(workdir) / STATE_FILE).unlink(missing_ok=True)
+    return [service.name for service in running]
 
 
 def _s3_identities(access_key: str, secret_key: str) -> dict:
@@ -442,23 +462,30 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _is_our_process(pid: int, command: list[str]) -> bool:
     """Guard against a recycled pid: the recorded program must still be what runs under it."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
-    # a console script runs as `python <script> ...`: its name is the first or the second argument
-    names = {Path(arg.decode(errors="replace")).name for arg in cmdline[:2]}
+    # a console script runs as `python <script> ...`: its name is the first or the second argument; comm (the
+    # executable's name) also covers the instant after exec when cmdline is still empty
+    names = {Path(arg.decode(errors="replace")).name for arg in cmdline[:2]} | {comm}
     return Path(command[0]).name in names
 
 

@@ -16,8 +16,11 @@ from vega3d.services import (
     MlflowServer,
     SeaweedFS,
     Service,
+    ServiceError,
     local_services,
+    recorded_services,
     seaweedfs_service,
+    start_local_services,
     stop_recorded_services,
 )
 
@@ -81,3 +84,21 @@ def test_a_recycled_pid_is_not_stopped(tmp_path: Path) -> None:
     finally:
         Service("sleep", stranger, tmp_path / "x.log").stop(timeout=5)
     assert stranger.poll() is not None
+
+
+def test_services_still_running_block_a_second_start(tmp_path: Path) -> None:
+    """Two SeaweedFS on one data folder would corrupt it: a live recorded service stops a new start."""
+    recorded = subprocess.Popen(["sleep", "30"], start_new_session=True)  # stands in for a kept server
+    try:
+        state = {"seaweedfs": {"pid": recorded.pid, "log": str(tmp_path / "s.log"), "command": ["/usr/bin/sleep"]}}
+        (tmp_path / STATE_FILE).write_text(json.dumps(state))
+        assert [service.pid for service in recorded_services(tmp_path)] == [recorded.pid]
+        with pytest.raises(ServiceError, match=rf"seaweedfs \(pid {recorded.pid}\) from an earlier run"):
+            start_local_services(tmp_path)
+        assert not (tmp_path / "seaweedfs").exists()  # nothing was started
+        assert stop_recorded_services(tmp_path) == ["seaweedfs"]
+        assert recorded.wait(timeout=10) is not None
+    finally:
+        if recorded.poll() is None:
+            recorded.kill()
+    assert recorded_services(tmp_path) == []
