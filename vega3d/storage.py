@@ -6,7 +6,12 @@ credentials come from the standard variables (``AWS_ENDPOINT_URL`` or ``AWS_ENDP
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``).
 
 Atomicity: a local write goes to a hidden temporary name in the same folder and is renamed into place; an
-S3 object only becomes visible when its upload completes, so a reader never sees half an object.
+S3 object only becomes visible when its upload completes (single PUT, or a multipart upload that s3fs aborts
+on failure), so a reader never sees half an object.
+
+Retries: every call goes through ``with_retries``, which retries only transient failures (lost connections,
+timeouts, throttling, 5xx; see ``is_transient``) with exponential backoff. A missing object, a refused
+permission or a bad request fails at once.
 """
 
 from __future__ import annotations
