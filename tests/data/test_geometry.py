@@ -113,4 +113,4 @@ def test_backprojected_synthetic_depth_lies_on_true_surfaces(small_synthetic_roo
         assert distance.max() < 0.01, f"{truth.scene}: {distance.max():.4f} m off the true surfaces"
         # Without the axis alignment the points are NOT on the surfaces: the raw frame differs.
         raw, _ = geometry.world_coordinates(frames.depth, frames.depth_intrinsic, frames.cam2world, np.eye(4))
-        assert np.median(distance_to_surfaces(raw[valid], truth)) > 0.05
+        assert np.median(distance_to_surfaces(raw[valid][::50], truth)) > 0.05

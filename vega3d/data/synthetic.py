@@ -35,6 +35,7 @@ MAX_DEPTH_M = 10.0  # sensor range; farther hits read 0
 DEPTH_DROPOUT = 0.005  # fraction of pixels with missing depth, as a real sensor has
 MESH_SPACING = 0.05  # metres between mesh vertices on every surface
 SCANNET_FX_640 = 577.870605  # ScanNet depth focal length at 640 px width
+PATH_SAMPLES = 256  # points of the camera orbit that object placement keeps clear of
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def scene_truth(scene: str, split: str, seed: int, cfg: SyntheticConfig) -> Scen
     rng = np.random.default_rng([seed, scene_number(scene)])
     room = [round(float(v), 3) for v in (rng.uniform(5.0, 8.0), rng.uniform(5.0, 8.0), rng.uniform(2.6, 3.2))]
     axis_align = _axis_alignment(rng)
-    path_xy = camera_trajectory(room, 64)[:, :2, 3]
+    path_xy = camera_trajectory(room, PATH_SAMPLES)[:, :2, 3]  # objects keep clear of the whole orbit
     num_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     repeated = str(rng.choice(REPEATABLE))
     labels = [repeated] * min(num_objects, int(rng.integers(2, 4)))
