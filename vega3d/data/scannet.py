@@ -55,6 +55,8 @@ def read_depth_mm(path: str | Path) -> np.ndarray:
                     path, f"depth must be a 16-bit PNG, got mode {image.mode}", "re-export depth as uint16 mm"
                 )
             depth = np.asarray(image)
+            if depth.dtype != np.uint16 and (depth.min(initial=0) < 0 or depth.max(initial=0) > 65535):
+                raise DataFileError(path, "depth values outside uint16", "re-export depth as uint16 mm")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataFileError(path, f"not a readable PNG ({error})", "re-export the depth frame") from None
     return depth.astype(np.uint16, copy=False)
