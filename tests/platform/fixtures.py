@@ -7,7 +7,7 @@ Fixtures
                    Started once per test session (about 1 s), stopped at the end.
 ``mlflow_server``  a running MLflow server (``vega3d.services.MlflowServer``) with a SQLite backend whose
                    artifacts are proxied to ``s3://<bucket>/mlflow`` on ``seaweedfs``: ``.url``, ``.env()``,
-                   ``.artifacts_destination``. Started once per session (about 5 s).
+                   ``.artifacts_destination``. Started once per session (5 s idle, up to 30 s on a busy machine).
 ``s3_env``         function-scoped: exports ``seaweedfs.env()`` into os.environ (restored afterwards) so
                    ``vega3d.storage`` and boto3 talk to the server; yields the SeaweedFS.
 ``s3_prefix``      function-scoped: a fresh ``s3://<bucket>/tests/<uuid>`` folder for one test (implies s3_env).
