@@ -40,12 +40,6 @@ def test_exact_match_raw_and_normalised():
     assert not qa.exact_match("2", ["two"])
 
 
-def test_question_type():
-    assert qa.sqa3d_question_type("What is in front of me?") == "what"
-    assert qa.sqa3d_question_type("Is the door open?") == "is"
-    assert qa.sqa3d_question_type("Where is the sink?") == "others"
-
-
 def test_exact_match_by_type_hand_values():
     preds = ["chair", "Two", "yes", "left"]
     refs = [["chair"], ["2"], ["no"], ["right"]]

@@ -63,13 +63,6 @@ def exact_match(prediction: str, references: Sequence[str], normalize: bool = Fa
     return any(target == ref.strip() for ref in references)
 
 
-def sqa3d_question_type(question: str) -> str:
-    """SQA3D's question type: the first word when it is what/is/how/can/which, else "others"."""
-    words = question.strip().lower().split()
-    first = words[0] if words else ""
-    return first if first in SQA3D_QUESTION_TYPES[:-1] else "others"
-
-
 def exact_match_by_type(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
