@@ -71,7 +71,7 @@ def run_local(
     kfp_logger = logging.getLogger()
     kfp_logger.addHandler(collector)
     try:
-        build_pipeline(cached_steps)(**{**params, "run_id": run_id})
+        build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
     except RuntimeError as error:
         raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
     finally:

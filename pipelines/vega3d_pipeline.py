@@ -18,6 +18,7 @@ from components.prep import prep
 from components.report import report
 from components.setup_run import setup_run
 from components.train import train
+from components.train_multinode import train_multinode
 from pipelines.placement import (
     DEFAULT_NODE_SELECTOR,
     DEFAULT_TOLERATIONS,
@@ -45,8 +46,12 @@ def no_features() -> str:
     return ""
 
 
-def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None = None):
-    """Return the pipeline function; ``cached_steps`` names the steps that may come from the cache."""
+def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None = None, local: bool = False):
+    """Return the pipeline function; ``cached_steps`` names the steps that may come from the cache.
+
+    ``local=True`` leaves out the cluster placement (kfp.local ignores it, and cannot resolve runtime
+    accelerator parameters inside nested groups); the DAG and every step are the same.
+    """
     placement = placement or Placement()
     cached = set(cached_steps)
     unknown = cached - set(STEPS)
@@ -71,6 +76,8 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
         epochs: float = -1.0,
         max_steps: int = -1,
         num_gpus: int = 1,
+        num_nodes: int = 1,
+        train_timeout_s: int = 72 * 3600,
         eval_gpus: int = 1,
         accelerator_type: str = "nvidia.com/gpu",
         gpu_node_selector: dict = DEFAULT_NODE_SELECTOR,
@@ -117,7 +124,20 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
             with dsl.Else(name="no-offline-features"):
                 skip_task = no_features().set_caching_options(False)
             feature_id = dsl.OneOf(extract_task.outputs["Output"], skip_task.output)
-            train_task = _cache(train(config=config, data=prep_task.outputs["data"], feature_id=feature_id), "train")
+            with dsl.If(num_nodes > 1, name="multi-node"):
+                multinode_task = _cache(
+                    train_multinode(
+                        config=config, data=prep_task.outputs["data"], feature_id=feature_id, num_nodes=num_nodes,
+                        gpus_per_node=num_gpus, accelerator_type=accelerator_type,
+                        node_selector=gpu_node_selector, tolerations=gpu_tolerations, timeout_s=train_timeout_s,
+                    ),
+                    "train",
+                )
+            with dsl.Else(name="single-node"):
+                train_task = _cache(
+                    train(config=config, data=prep_task.outputs["data"], feature_id=feature_id), "train"
+                )
+            model = dsl.OneOf(multinode_task.outputs["model"], train_task.outputs["model"])
             with dsl.If(run_eval == True, name="evaluate"):  # noqa: E712 - kfp condition
                 with dsl.ParallelFor(TASKS, parallelism=2, name="benchmarks") as task_name:
                     eval_task = _cache(
@@ -125,7 +145,7 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
                             config=config,
                             task=task_name,
                             data=prep_task.outputs["data"],
-                            model=train_task.outputs["model"],
+                            model=model,
                             feature_id=feature_id,
                         ),
                         "evaluate",
@@ -133,14 +153,16 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
                 report_task = _cache(
                     report(
                         config=config,
-                        model=train_task.outputs["model"],
+                        model=model,
                         task_metrics=dsl.Collected(eval_task.outputs["Output"]),
                     ),
                     "report",
                 )
+        if local:
+            return
         gpu = dict(accelerator_type=accelerator_type, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
         for task, step in ((exit_task, "finalize"), (setup, "setup"), (prep_task, "prep"), (decide, "decide"),
-                           (skip_task, "skip"), (report_task, "report")):
+                           (skip_task, "skip"), (report_task, "report"), (multinode_task, "launcher")):
             apply_cpu_step(task, step, placement)
         apply_gpu_step(extract_task, "extract", placement, num_gpus=1, **gpu)
         apply_gpu_step(train_task, "train", placement, num_gpus=num_gpus, **gpu)

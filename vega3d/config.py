@@ -255,7 +255,11 @@ def available_presets() -> list[str]:
 
 def _preset_tree(name_or_path: str) -> dict[str, Any]:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
+    if path.suffix in (".yaml", ".yml") and "://" in name_or_path:
+        from vega3d.storage import read_text
+
+        text = read_text(name_or_path)  # a resolved config published under the storage root
+    elif path.suffix in (".yaml", ".yml") and path.exists():
         text = path.read_text()
     else:
         resource = resources.files("vega3d") / "presets" / f"{name_or_path}.yaml"

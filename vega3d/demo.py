@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from vega3d import staging, storage
-from vega3d.config import load_config
+from vega3d.config import SyntheticConfig, load_config
 from vega3d.runs import pipeline_overrides, resolve_run_config
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,11 @@ def benchmark_corpus(data_root: Path) -> list[str]:
     return sentences
 
 
-def prepare_demo_data(data_root: Path, preset: str = "tiny") -> None:
-    """Synthetic scenes + benchmarks + tiny checkpoints under ``data_root`` (skipped parts already there)."""
+def prepare_demo_data(data_root: Path, preset: str = "tiny", synthetic: SyntheticConfig | None = None) -> None:
+    """Synthetic scenes + benchmarks + tiny checkpoints under ``data_root`` (skipped parts already there).
+
+    ``synthetic`` overrides the preset's data set size (tests use a smaller one).
+    """
     from vega3d.data.commands import synthesize_root
     from vega3d.data.synthetic import truth_path
     from vega3d.generative.tiny import write_tiny_wan
@@ -70,12 +73,19 @@ def prepare_demo_data(data_root: Path, preset: str = "tiny") -> None:
 
     cfg = load_config(preset, [f"data.root={data_root}"]).with_paths_under_root()
     if not truth_path(data_root).exists():
-        count = synthesize_root(data_root, cfg.data.synthetic)
+        count = synthesize_root(data_root, synthetic or cfg.data.synthetic)
         logger.info("synthesised %d scenes under %s", count, data_root)
     if not (Path(cfg.model.checkpoint) / "config.json").exists():
         write_tiny_llava_video(cfg.model.checkpoint, cfg.model, corpus=default_corpus() + benchmark_corpus(data_root))
     if cfg.generative.backbone == "wan_t2v" and not (Path(cfg.generative.checkpoint) / "transformer").exists():
         write_tiny_wan(cfg.generative.checkpoint, "t2v")
+
+
+def upload_data_root(data_local: Path, data_uri: str) -> int:
+    """Upload the raw data root (scenes, benchmarks, checkpoints) to the storage root; returns files uploaded."""
+    from vega3d.stages import DATA_SUBPATHS
+
+    return staging.stage_up(data_local, data_uri, [p for p in DATA_SUBPATHS if (data_local / p).exists()])
 
 
 def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> DemoResult:
@@ -90,8 +100,7 @@ def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> D
     with local_services(workdir / "services", bucket=DEMO_BUCKET, keep=keep) as services:
         os.environ.update(services.env())
         data_uri = services.s3.uri("data")
-        uploaded = staging.stage_up(data_local, data_uri, ["scannet", "embodiedscan", "metadata", "benchmark",
-                                                          "models", "synthetic_truth.json"])
+        uploaded = upload_data_root(data_local, data_uri)
         logger.info("uploaded %d files to %s", uploaded, data_uri)
         run_params = {**params, "storage_root": services.s3.uri(), "data_uri": data_uri,
                       "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from vega3d.cluster.commands import submit_command
+
 app = typer.Typer(help="Compile the Kubeflow pipeline or run it on this machine.", no_args_is_help=True)
 
 CacheOption = Annotated[
@@ -66,3 +68,6 @@ def run_command(
 
     result = run_local(parse_params(param or []), pipeline_root, enable_caching=bool(cache), cached_steps=cache or [])
     typer.echo(f"run {result.run_id}: executed {len(result.executed)} tasks, {len(result.cache_hits)} from cache")
+
+
+app.command("submit")(submit_command)

@@ -146,14 +146,54 @@ def _with_features(cfg: Vega3DConfig, feature_id: str) -> Vega3DConfig:
 
 def train(config_yaml: str, data_uri: str, feature_id: str) -> dict[str, Any]:
     """Train on this node; returns the final model URI and summary metrics."""
-    from vega3d.train.trainer import run_training
+    from vega3d.train.launch import launch_training
 
     cfg = _with_features(config_from_yaml(config_yaml), feature_id)
     tracker = _tracker(cfg)
     parent = _parent_run(tracker, cfg)
     data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
-    result = run_training(_local_config(cfg, data_dir), parent_run_id=parent)
-    return {"uri": result.model_uri, "metrics": result.summary_metrics()}
+    summary = launch_training(_local_config(cfg, data_dir), cfg.train.nproc, parent)
+    return {"uri": summary.model_uri, "metrics": summary.metrics}
+
+
+def train_multinode(
+    config_yaml: str,
+    data_uri: str,
+    feature_id: str,
+    num_nodes: int,
+    gpus_per_node: int,
+    accelerator_type: str,
+    node_selector: dict[str, str],
+    tolerations: list[dict[str, Any]],
+    image: str,
+    manifest_path: str,
+    timeout_s: int,
+) -> dict[str, Any]:
+    """Train on ``num_nodes`` nodes through a Kubeflow Trainer TrainJob; returns the final model URI.
+
+    The resolved config is published under the run's storage location and every node runs
+    ``vega3d train --preset <that URI>`` under torchrun; this step streams node 0's logs and fails unless the
+    TrainJob completes.
+    """
+    from vega3d.train.trainjob import build_trainjob, kubernetes_apis, request_from_step, run_trainjob
+
+    cfg = _with_features(config_from_yaml(config_yaml), feature_id)
+    config_uri = storage.join(cfg.train.output_uri, "config.yaml")
+    storage.write_text(config_uri, config_to_yaml(cfg))
+    tracker = _tracker(cfg)
+    parent = _parent_run(tracker, cfg)
+    train_args = ["--preset", config_uri, "--nproc", str(gpus_per_node)]
+    if parent:
+        train_args += ["--parent-run-id", parent]
+    request = request_from_step(
+        image=image, train_args=train_args, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
+        accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations,
+        run_id=os.environ.get(RUN_KEY_ENV) or config_digest(cfg), timeout_s=timeout_s,
+    )
+    custom_api, core_api = kubernetes_apis()
+    outcome = run_trainjob(custom_api, build_trainjob(request), timeout_s, core_api=core_api,
+                           manifest_path=manifest_path)
+    return {"uri": storage.join(cfg.train.output_uri, "model"), "trainjob": outcome.name}
 
 
 def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature_id: str) -> dict[str, float]:

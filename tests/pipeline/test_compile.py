@@ -8,7 +8,7 @@ from vega3d.cli import app
 
 GPU_EXECUTORS = {"exec-extract", "exec-train", "exec-evaluate"}
 CPU_EXECUTORS = {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize", "exec-features-needed",
-                 "exec-no-features"}
+                 "exec-no-features", "exec-train-multinode"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_every_stage_is_compiled(compiled):
     assert set(pipeline_spec["deploymentSpec"]["executors"]) == GPU_EXECUTORS | CPU_EXECUTORS
     params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
     for name in ("preset", "backbone", "fusion", "sampling", "frames", "timestep", "block", "lr", "vision_lr",
-                 "epochs", "num_gpus", "storage_root", "mlflow_uri", "experiment", "run_eval"):
+                 "epochs", "num_gpus", "num_nodes", "storage_root", "mlflow_uri", "experiment", "run_eval"):
         assert name in params, name
     assert params["preset"]["defaultValue"] == "tiny"
     assert params["run_eval"]["defaultValue"] is True
@@ -55,7 +55,8 @@ def test_gpu_placement_only_on_gpu_steps(compiled):
 
 def test_credentials_from_secrets_on_every_storage_step(compiled):
     _, platform = compiled
-    for name in GPU_EXECUTORS | {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize"}:
+    for name in GPU_EXECUTORS | {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize",
+                                 "exec-train-multinode"}:
         secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in platform[name]["secretAsEnv"]}
         assert secrets["vega3d-s3"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
         assert secrets["vega3d-mlflow"] == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
@@ -75,6 +76,7 @@ def test_caching_is_opt_in_per_step(compiled):
         all_tasks.update(tasks(component))
     cached = {name for name, task in all_tasks.items() if task.get("cachingOptions", {}).get("enableCache")}
     assert cached == {"prep"}
+    assert "train-multinode" in all_tasks
     assert "train" in all_tasks and "evaluate" in all_tasks and "report" in all_tasks
 
 

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from vega3d.train.sampler import TASK_GROUPS, TaskGroupedSampler, task_group
 
 logger = logging.getLogger(__name__)
 
+HISTORY_FILE = "train_history.json"
 SaveModelFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], str], None]
 
 
@@ -242,6 +243,8 @@ class Trainer:
                 started = time.perf_counter()
         progress.close()
         model_uri = self._save_final(engine)
+        if self.rank == 0:  # this run's per-step records, beside the model
+            storage.write_json(storage.join(train.output_uri, HISTORY_FILE), [asdict(r) for r in history], indent=1)
         if self.tracker is not None and self.rank == 0:
             self.tracker.log_model(model_uri)
         return TrainResult(model_uri=model_uri, history=history, resumed_from_step=start_step)
@@ -344,10 +347,14 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 
 @dataclass
 class MlflowTrainTracker:
-    """:class:`TrainTracker` on a ``vega3d.tracking`` stage run; registers the final model by URI."""
+    """:class:`TrainTracker` on a ``vega3d.tracking`` stage run; registers the final model by URI.
+
+    ``registered_model`` None: no registration (inside a pipeline the report step registers the model with
+    the benchmark metrics its champion gate compares).
+    """
 
     stage: Any  # vega3d.tracking.StageRun
-    registered_model: str
+    registered_model: str | None
 
     def log_params(self, config: Vega3DConfig) -> None:
         self.stage.log_params(config)
@@ -357,7 +364,8 @@ class MlflowTrainTracker:
 
     def log_model(self, model_uri: str) -> None:
         self.stage.set_tags({"vega3d.model_uri": model_uri})
-        self.stage.tracker.register_model(self.registered_model, model_uri, run_id=self.stage.run_id)
+        if self.registered_model:
+            self.stage.tracker.register_model(self.registered_model, model_uri, run_id=self.stage.run_id)
 
 
 def save_vega3d_model(tokenizer: Any) -> SaveModelFn:
@@ -396,12 +404,14 @@ def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> Tra
     from vega3d.tracking import Tracker
 
     tracker = Tracker(cfg.tracking.uri, safe=True)
-    if parent_run_id is None and tracker.enabled:
+    standalone = parent_run_id is None
+    if standalone and tracker.enabled:
         parent_run_id = tracker.start_pipeline_run(
             cfg.tracking.experiment, f"train-{os.getpid()}-{int(time.time())}", cfg.preset, run_name="train"
         )
     with tracker.stage_run(parent_run_id, "train") as stage:
-        bridge = MlflowTrainTracker(stage, cfg.tracking.registered_model) if stage.run_id else None
+        registered = cfg.tracking.registered_model if standalone else None
+        bridge = MlflowTrainTracker(stage, registered) if stage.run_id else None
         result = build_training(cfg, bridge).train()
         if bridge is not None:
             stage.log_metrics(result.summary_metrics(), step=result.history[-1].step if result.history else 0)

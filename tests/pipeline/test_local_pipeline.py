@@ -1,0 +1,118 @@
+"""The whole pipeline through kfp.local.SubprocessRunner against real SeaweedFS and MLflow servers.
+
+One tiny synthetic data set, uploaded to the bucket; the first run goes through every stage (offline
+features, so extract runs too); the second, with caching on, must re-execute no stage; a run on broken data
+must mark its MLflow parent run FAILED and leave nothing half-written in the bucket.
+"""
+
+import os
+import uuid
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines.local_run import run_local
+from tests.data.helpers import SMALL_CONFIG
+from vega3d import storage
+from vega3d.demo import prepare_demo_data, upload_data_root
+from vega3d.evaluation.report import COLUMNS
+from vega3d.runs import pipeline_overrides, resolve_run_config
+from vega3d.tracking import PIPELINE_RUN_ID_TAG, STAGE_TAG
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+TASKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
+STAGE_TASKS = {"prep", "extract", "train", "evaluate", "report"}
+OVERRIDES = ["generative.mode=offline", "eval.max_samples=6", "train.save_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline") / "data"
+    prepare_demo_data(root, "tiny", SMALL_CONFIG)
+    return root
+
+
+@pytest.fixture()
+def pipeline_env(seaweedfs, mlflow_server, tiny_data, monkeypatch, tmp_path):
+    for key, value in {**seaweedfs.env(), **mlflow_server.env()}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "cache"))
+    prefix = seaweedfs.uri("pipeline", uuid.uuid4().hex[:8])
+    data_uri = storage.join(prefix, "data")
+    upload_data_root(tiny_data, data_uri)
+    params = {"preset": "tiny", "max_steps": 4, "overrides": OVERRIDES, "storage_root": prefix,
+              "data_uri": data_uri, "mlflow_uri": mlflow_server.url, "experiment": f"pipe-{uuid.uuid4().hex[:6]}"}
+    yield params, tmp_path
+    os.environ.pop("VEGA3D_PIPELINE_RUN_ID", None)
+
+
+def _parent_and_children(client, experiment, run_key):
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PIPELINE_RUN_ID_TAG}` = '{run_key}'")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, {c.data.tags[STAGE_TAG]: c for c in children}
+
+
+def _bucket_keys(prefix):
+    fs, path = storage.filesystem(prefix)
+    return [key for key in fs.find(path)]
+
+
+def test_full_pipeline_then_cached_rerun(pipeline_env):
+    params, tmp_path = pipeline_env
+    first = run_local(params, tmp_path / "kfp", enable_caching=True, cached_steps=sorted(STAGE_TASKS))
+    assert {"setup-run", "prep", "extract", "train", "evaluate", "report", "finalize"} <= set(first.executed)
+    assert first.executed.count("evaluate") == 5
+
+    client = MlflowClient(params["mlflow_uri"])
+    parent, children = _parent_and_children(client, params["experiment"], first.run_id)
+    assert parent.info.status == "FINISHED"
+    assert set(children) == {"prep", "extract", "train", *(f"eval-{t}" for t in TASKS)}
+    assert all(child.info.status == "FINISHED" for child in children.values())
+    for column in COLUMNS:  # the five benchmarks' table metrics, on the parent run
+        value = parent.data.metrics[f"{column.task}/{column.metric}"]
+        assert 0.0 <= value <= 100.0 + 1e-6 or column.metric.startswith("cider")
+    assert children["train"].data.metrics["loss"] > 0
+    assert parent.data.params["preset"] == "tiny"
+
+    # artifacts: the MLflow report went through the server into the bucket; outputs are under the prefix
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
+    assert {"report/benchmarks.md", "report/benchmarks.png"} <= set(artifacts)
+    cfg = resolve_run_config("tiny", pipeline_overrides(max_steps=4, extra=OVERRIDES), params["storage_root"],
+                             params["data_uri"])
+    report_md = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
+    assert "VEGA-3D (paper)" in report_md and "| ours |" in report_md
+    keys = _bucket_keys(params["storage_root"])
+    assert any(k.endswith("processed/scanqa_val_llava_style.json") for k in keys)
+    assert any("/features/" in k and k.endswith(".safetensors") for k in keys)
+    for task in TASKS:
+        assert any(k.endswith(f"eval/{task}/metrics.json") for k in keys), task
+    assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
+    version = client.get_model_version_by_alias("vega3d", "candidate")
+    assert version.source.startswith(params["storage_root"])
+
+    second = run_local(params, tmp_path / "kfp", enable_caching=True, cached_steps=sorted(STAGE_TASKS))
+    assert not STAGE_TASKS & set(second.executed), second.executed
+    assert {"prep", "extract", "train", "evaluate", "report"} <= set(second.cache_hits)
+
+
+def test_failing_step_marks_parent_failed_and_leaves_no_partial_objects(pipeline_env):
+    params, tmp_path = pipeline_env
+    # A frame listed in the EmbodiedScan info disappears from the bucket: prep's check must refuse the data.
+    fs, path = storage.filesystem(params["data_uri"])
+    depth = sorted(k for k in fs.find(path) if k.endswith(".png") and "posed_images" in k)[0]
+    fs.rm(depth)
+    with pytest.raises(RuntimeError, match="failed"):
+        run_local(params, tmp_path / "kfp", run_id="broken-run")
+    client = MlflowClient(params["mlflow_uri"])
+    parent, children = _parent_and_children(client, params["experiment"], "broken-run")
+    assert parent.info.status == "FAILED"
+    assert children["prep"].info.status == "FAILED"
+    assert "train" not in children
+    keys = _bucket_keys(params["data_uri"])
+    assert not [k for k in keys if "/processed/" in k or "/metadata/scannet_select_frames" in k]
+    assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
