@@ -89,6 +89,19 @@ def test_new_token_rows_start_at_the_mean(tiny_folder):
     assert tokenizer.convert_ids_to_tokens(new_ids) == ["<image>", "<ground>", "<coord>"]
 
 
+def test_vega3d_additions_are_initialised_on_load(tiny_folder):
+    loaded, _ = load_llava_video(tiny_folder, tiny_model_config(), generative_channels=8)
+    d = tiny_model_config().llm.hidden_size
+    for name, param in loaded.named_parameters():
+        assert torch.isfinite(param).all(), name
+    weight = loaded.generative_projector[0].weight
+    assert 0.01 < weight.std().item() < 0.03  # std 0.02 init
+    assert torch.equal(loaded.generative_projector[0].bias, torch.zeros(d))
+    assert torch.equal(loaded.fusion.norm_sem.weight, torch.ones(d))
+    assert torch.equal(loaded.fusion.gate.bias, torch.zeros(1))
+    assert loaded.ground_head.zero_target.abs().sum() > 0
+
+
 def test_missing_and_unexpected_keys_fail_with_their_names(tiny_folder):
     index = json.loads((tiny_folder / INDEX_FILE).read_text())
     key = "model.mm_projector.2.bias"

@@ -7,6 +7,7 @@ import torch
 
 from vega3d.model.grounding import (
     InfoNCEGroundHead,
+    caption_box,
     infonce_loss,
     object_features,
     patch_box_membership,
@@ -88,3 +89,13 @@ def test_head_scores_are_cosines_with_zero_target_last():
     q = head.query_mlp(query[None])
     torch.testing.assert_close(scores, torch.nn.functional.cosine_similarity(objs, q))
     assert scores.abs().max() <= 1.0
+
+
+def test_caption_box_best_proposal_above_iou():
+    gt = torch.tensor([0.0, 0.0, 0.0, 2.0, 2.0, 2.0])
+    # IoU with gt: identical box 1.0; half-shifted box 4 / (8 + 8 - 4) = 1/3
+    proposals = torch.tensor([[1.0, 0.0, 0.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]])
+    assert torch.equal(caption_box(gt, proposals), proposals[1])
+    assert caption_box(gt, proposals[:1]) is None  # 1/3 < 0.5
+    assert torch.equal(caption_box(gt, proposals[:1], min_iou=0.3), proposals[0])
+    assert caption_box(gt, torch.zeros(0, 6)) is None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers.initialization import no_init_weights
 
 from vega3d.config import ModelConfig
 from vega3d.model.configuration import Vega3DConfigHF, build_hf_config
@@ -138,7 +139,8 @@ def load_llava_video(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        model = Vega3DModel(config)
+        with no_init_weights():  # every published weight is overwritten: skip the random init of 8B numbers
+            model = Vega3DModel(config)
     finally:
         torch.set_default_dtype(previous)
     expected = set(model.state_dict())
@@ -158,6 +160,11 @@ def load_llava_video(
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the model.\n  missing: {missing}\n  "
                               f"unexpected: {sorted(unexpected)}")
+    for name in NEW_MODULES:  # the VEGA-3D additions are not in the checkpoint: initialise them now
+        module = getattr(model, name.rstrip("."))
+        if module is not None:
+            for sub in module.modules():
+                model._init_weights(sub)
     tokenizer = load_tokenizer(path)
     add_special_tokens(tokenizer, model)
     _apply_runtime_settings(model, model_cfg)

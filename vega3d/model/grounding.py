@@ -24,13 +24,13 @@ def patch_box_membership(
     """
     covered = patch_grid * patch
     frames = world.shape[0]
-    xyz = world[:, :covered, :covered].float()  # [V, s, s, 3]
+    x, y, z = world[:, :covered, :covered].float().permute(3, 0, 1, 2).contiguous()  # 3 x [V, s, s] planes
     ok = valid[:, :covered, :covered]
-    boxes = boxes.float()
+    low = (boxes[:, :3] - boxes[:, 3:] / 2).float().tolist()
+    high = (boxes[:, :3] + boxes[:, 3:] / 2).float().tolist()
     rows = []
-    for box in boxes:  # K iterations of a [V, s, s] comparison
-        low, high = box[:3] - box[3:] / 2, box[:3] + box[3:] / 2
-        inside = ((xyz >= low) & (xyz <= high)).all(dim=-1) & ok  # [V, s, s]
+    for lo, hi in zip(low, high, strict=True):  # K iterations over contiguous planes (bounded memory)
+        inside = ok & (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
         frac = inside.float().reshape(frames, patch_grid, patch, patch_grid, patch).mean(dim=(2, 4))
         rows.append((frac >= 0.5).reshape(-1))  # [V * P * P]
     if not rows:
@@ -116,3 +116,15 @@ def select_multi3drefer(scores: torch.Tensor, temperature: float, threshold: flo
         if total >= threshold:
             break
     return chosen
+
+
+def caption_box(gt_box: torch.Tensor, proposals: torch.Tensor, min_iou: float = 0.5) -> torch.Tensor | None:
+    """Scan2Cap evaluation: the proposal [6] with the highest IoU to the ground-truth box when that IoU
+    is >= ``min_iou``, else None (the object then gets an empty caption and still counts)."""
+    from vega3d.data.boxes import box_iou_matrix
+
+    if proposals.numel() == 0:
+        return None
+    ious = torch.from_numpy(box_iou_matrix(gt_box.reshape(1, 6).cpu().numpy(), proposals.cpu().numpy()))[0]
+    best = int(torch.argmax(ious))
+    return proposals[best] if float(ious[best]) >= min_iou else None

@@ -260,10 +260,10 @@ class Vega3DModel(Vega3DPreTrainedModel):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        pixel_values: list[torch.Tensor],
-        world_coords: list[torch.Tensor],
-        coord_valid: list[torch.Tensor],
         labels: torch.Tensor | None = None,
+        pixel_values: list[torch.Tensor] | None = None,
+        world_coords: list[torch.Tensor] | None = None,
+        coord_valid: list[torch.Tensor] | None = None,
         generative_features: list[torch.Tensor] | None = None,
         proposals: list[torch.Tensor | None] | None = None,
         ground_positives: list[torch.Tensor | None] | None = None,
@@ -271,11 +271,15 @@ class Vega3DModel(Vega3DPreTrainedModel):
         return_logits: bool = True,
         use_cache: bool = False,
     ) -> Vega3DOutput:
-        """input_ids/attention_mask/labels [B, L] (either padding side); per-sample lists of frames.
+        """input_ids/attention_mask/labels [B, L] (either padding side); per-sample lists of frames
+        (pixel_values [V_i, 3, S, S], world_coords [V_i, S, S, 3], coord_valid [V_i, S, S] are required).
 
         Loss = mean CE over supervised (assistant) tokens of non-grounding samples + mean InfoNCE over
         grounding samples (those with ``proposals[i]``; their answer is ``<ground>``).
+        ``return_logits=False`` skips the [B, L', vocab] logits (the loss only needs the trained positions).
         """
+        if pixel_values is None or world_coords is None or coord_valid is None:
+            raise ValueError("pixel_values, world_coords and coord_valid are required (one tensor per sample)")
         batch = input_ids.shape[0]
         grounding = [proposals is not None and proposals[i] is not None for i in range(batch)]
         visual, patch_features = self._visual_batch(pixel_values, world_coords, coord_valid, generative_features)
