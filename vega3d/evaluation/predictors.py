@@ -206,35 +206,63 @@ def eval_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def under_data_root(cfg: Vega3DConfig, path: str) -> Path:
+    """A checkpoint path as given when it exists, else relative to ``data.root``."""
+    given = Path(path)
+    return given if given.is_absolute() or given.exists() else Path(cfg.data.root) / given
+
+
 def load_eval_model(cfg: Vega3DConfig, generative_channels: int, device: torch.device):
-    """(model, tokenizer) of ``model.checkpoint`` (relative paths are under ``data.root``), in eval mode."""
+    """(model, tokenizer) of ``model.checkpoint`` in eval mode (bf16 on CUDA, fp32 on CPU)."""
     from vega3d.model.checkpoint import load_model
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    path = Path(cfg.model.checkpoint)
-    if not path.is_absolute() and not path.exists():
-        path = Path(cfg.data.root) / path
-    model, tokenizer = load_model(path, cfg.model, generative_channels, dtype)
+    model, tokenizer = load_model(under_data_root(cfg, cfg.model.checkpoint), cfg.model, generative_channels, dtype)
     return model.to(device).eval(), tokenizer
 
 
+class StoredFeatures:
+    """Offline generative features of one feature id, read from the feature store like an encoder."""
+
+    def __init__(self, root: str, feature_id: str) -> None:
+        from vega3d.generative.store import FeatureStore
+
+        self.store = FeatureStore(root)
+        self.feature_id = feature_id
+        spec = self.store.read_manifest(feature_id)
+        if spec is None:
+            raise FileNotFoundError(f"{self.store.manifest_path(feature_id)}: no feature set {feature_id!r}; run "
+                                    "`vega3d extract` for it or evaluate with online features (--feature-id None)")
+        self.channels = spec.channels
+
+    def encode(self, frames: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> torch.Tensor:
+        """-> stored features [V, C, g, g] of exactly these frames (``frames`` is not used)."""
+        from vega3d.generative.store import feature_key
+
+        key = feature_key(self.feature_id, scene, frame_ids)
+        features = self.store.get(key)
+        if features is None:
+            raise FileNotFoundError(f"{self.store.path(key)}: no stored features for {scene} frames {list(frame_ids)}; "
+                                    "extract them with the same sampling and frame count")
+        return features
+
+
 def build_encoder(cfg: Vega3DConfig, device: torch.device) -> FrameEncoder | None:
-    """The online generative encoder of ``cfg.generative`` (None for the baseline ``backbone=none``)."""
-    if cfg.generative.backbone == "none":
+    """The generative feature source of ``cfg``: None (backbone none), the feature store (offline) or the
+    frozen encoder (online, weights at ``generative.checkpoint``, relative paths under ``data.root``)."""
+    from vega3d import storage
+
+    gen = cfg.generative
+    if gen.backbone == "none":
         return None
-    if cfg.generative.mode == "offline":
-        raise ValueError("offline generative features (--feature-id) are not readable by the evaluation yet; "
-                         "use online features (--feature-id None) or generative.backbone=none")
-    try:
-        from vega3d.generative import build_encoder as build_generative  # type: ignore[attr-defined]
-    except ImportError as error:
-        raise RuntimeError(
-            f"generative.backbone={cfg.generative.backbone!r} needs vega3d.generative.build_encoder, which this "
-            "install lacks; evaluate the baseline with --set generative.backbone=none"
-        ) from error
-    return build_generative(cfg.generative, cfg.model.pooled_grid, device)
+    if gen.mode == "offline":
+        if not gen.feature_id:
+            raise ValueError("generative.mode=offline needs generative.feature_id (--feature-id)")
+        return StoredFeatures(gen.feature_root or storage.join(cfg.data.root, "features"), gen.feature_id)
+    from vega3d.generative.registry import build_encoder as build_generative
 
-
+    resolved = gen.model_copy(update={"checkpoint": str(under_data_root(cfg, gen.checkpoint))})
+    return build_generative(resolved, cfg.model.pooled_grid, device)
 def build_predictor(cfg: Vega3DConfig, task: str, split: str) -> ModelPredictor:
     """Load the model (and generative encoder) of ``cfg`` as the predictor of ``task`` on ``split``."""
     from vega3d.evaluation.tasks import load_proposals
