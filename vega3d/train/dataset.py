@@ -9,7 +9,8 @@ for ``<coord>``. Generative features come from a feature source (``vega3d.genera
 with a bounded cache, or the offline store by feature id) or are absent for the baseline.
 
 Many records share a scene and (with uniform sampling) the same frames, so the preprocessed frames of the
-last ``scene_cache`` (scene, frames) pairs are kept in an LRU cache per process / DataLoader worker.
+last ``scene_cache`` (scene, frames) pairs are kept in an LRU cache per process / DataLoader worker; generative
+features are asked from the feature source every time (online: its bounded cache, ``generative.cache_size``).
 """
 
 from __future__ import annotations
@@ -99,26 +100,37 @@ class Vega3DDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def visual_inputs(self, scene: str) -> dict[str, torch.Tensor]:
-        """pixel_values [V,3,S,S], world_coords [V,S,S,3], coord_valid [V,S,S] (+ generative_features [V,C,g,g])."""
+    def frame_ids(self, scene: str) -> list[int]:
+        """The sampled frame numbers of a scene (``data.sampling``, ``data.frames_upbound``)."""
         data = self.cfg.data
-        frame_ids = sample_frame_ids(self.layout, scene, data.sampling, data.frames_upbound, self.selections,
-                                     data.coverage_ratio)
+        return sample_frame_ids(self.layout, scene, data.sampling, data.frames_upbound, self.selections,
+                                data.coverage_ratio)
+
+    def frame_inputs(self, scene: str, frame_ids: list[int]) -> dict[str, torch.Tensor]:
+        """pixel_values [V,3,S,S], world_coords [V,S,S,3], coord_valid [V,S,S] and rgb [V,3,H,W] in [0, 1] (cached)."""
         key = (scene, tuple(frame_ids))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         frames = load_scene_frames(self.layout, scene, frame_ids)
         inputs = preprocess_scene(frames, self.cfg.model)
-        if self.features is not None:
-            rgb = torch.from_numpy(frames.rgb).permute(0, 3, 1, 2).float().div_(255.0)  # [V, 3, H, W] in [0, 1]
-            features = self.features.get(scene, frame_ids, rgb)  # [V, C, g, g]
-            # a normal tensor (encoders run under inference_mode, whose tensors autograd refuses)
-            inputs["generative_features"] = features.detach().to("cpu", torch.float32).clone()
+        inputs["rgb"] = torch.from_numpy(frames.rgb).permute(0, 3, 1, 2).float().div_(255.0)  # [V, 3, H, W]
         if self.scene_cache:
             self._cache[key] = inputs
             while len(self._cache) > self.scene_cache:
                 self._cache.popitem(last=False)
+        return inputs
+
+    def visual_inputs(self, scene: str) -> dict[str, torch.Tensor]:
+        """The frame inputs plus generative_features [V,C,g,g] from the feature source (whose own cache, if
+        any, decides whether online features are recomputed: ``generative.cache_size``)."""
+        frame_ids = self.frame_ids(scene)
+        inputs = dict(self.frame_inputs(scene, frame_ids))
+        rgb = inputs.pop("rgb")
+        if self.features is not None:
+            features = self.features.get(scene, frame_ids, rgb)  # [V, C, g, g]
+            # a normal tensor (encoders run under inference_mode, whose tensors autograd refuses)
+            inputs["generative_features"] = features.detach().to("cpu", torch.float32).clone()
         return inputs
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""The tiny VEGA-3D model trained through ``vega3d train`` (real processes, DeepSpeed on CPU, synthetic scenes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vega3d import storage
+from vega3d.train.launch import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vega3d_train(root: Path, output: str, sets: list[str], nproc: int = 1, extra: list[str] | None = None,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``vega3d train --preset tiny`` on ``root`` in a fresh process; asserts success."""
+    command = [sys.executable, "-m", "vega3d.cli", "train", "--preset", "tiny", "--output", output,
+               "--nproc", str(nproc), "--set", f"data.root={root}"]
+    for item in sets:
+        command += ["--set", item]
+    full_env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"), **(env or {})}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "MLFLOW_TRACKING_URI"):
+        full_env.pop(key, None)
+    proc = subprocess.run(command + (extra or []), env=full_env, capture_output=True, text=True, timeout=900,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc
+
+
+def history(output: str) -> list[dict]:
+    return storage.read_json(storage.join(output, "train_history.json"))
+
+
+def test_zero3_two_processes_match_one_process_tiny_vega3d(train_root: Path, tmp_path: Path) -> None:
+    """ZeRO-3, fp32, online Wan features: 2 ranks x accumulation 1 == 1 rank x accumulation 2, step by step."""
+    common = ["train.zero_stage=3", "train.max_steps=3", "train.per_device_batch_size=1"]
+    vega3d_train(train_root, str(tmp_path / "one"), common + ["train.gradient_accumulation_steps=2"], nproc=1)
+    vega3d_train(train_root, str(tmp_path / "two"), common + ["train.gradient_accumulation_steps=1"], nproc=2)
+    one, two = history(str(tmp_path / "one")), history(str(tmp_path / "two"))
+    assert [r["group"] for r in one] == [r["group"] for r in two] and len(one) == 3
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4, abs=1e-5)
+    for a, b in zip(one, two, strict=True):
+        assert b["task_losses"] == pytest.approx(a["task_losses"], rel=1e-4, abs=1e-5)
+    from safetensors.torch import load_file
+
+    w1 = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
+    assert w1.keys() == w2.keys() and any(k.startswith("generative_projector.") for k in w1)
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_zero2_two_processes_match_one_process_tiny_vega3d(train_root: Path, tmp_path: Path) -> None:
+    common = ["train.zero_stage=2", "train.max_steps=3", "train.per_device_batch_size=1", "generative.backbone=none"]
+    vega3d_train(train_root, str(tmp_path / "one"), common + ["train.gradient_accumulation_steps=2"], nproc=1)
+    vega3d_train(train_root, str(tmp_path / "two"), common + ["train.gradient_accumulation_steps=1"], nproc=2)
+    one, two = history(str(tmp_path / "one")), history(str(tmp_path / "two"))
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4, abs=1e-5)
+
+
+def test_unreachable_tracking_server_warns_and_trains(train_root: Path, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = vega3d_train(train_root, str(tmp_path / "out"), ["train.max_steps=2", "generative.backbone=none"],
+                        extra=["--tracking-uri", dead])
+    assert "does not answer /health" in proc.stderr and "work goes on" in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["model_uri"] == str(tmp_path / "out" / "model")
+    assert summary["metrics"]["train/steps"] == 2.0
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.integration
+def test_metrics_params_and_model_in_mlflow_with_s3_output(
+    train_root: Path, mlflow_env, s3_prefix: str
+) -> None:
+    """A real MLflow server (artifacts on SeaweedFS) and checkpoints + model written to s3:// on SeaweedFS."""
+    from mlflow.tracking import MlflowClient
+
+    output = storage.join(s3_prefix, "train")
+    steps = 4
+    proc = vega3d_train(
+        train_root, output, [f"train.max_steps={steps}", "train.save_steps=2", "generative.backbone=none",
+                             "tracking.experiment=train-test", "tracking.registered_model=vega3d-train-test"],
+        extra=["--tracking-uri", mlflow_env.url], env={**mlflow_env.env(), **_aws_env()},
+    )
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["model_uri"] == storage.join(output, "model")
+    # checkpoints on S3: the last two complete ones, and the final model
+    assert storage.listdir(storage.join(output, "checkpoints"))[-2:] == ["step-00000002", "step-00000004"]
+    assert storage.exists(storage.join(output, "checkpoints", "step-00000004", "complete.json"))
+    assert json.loads(storage.read_text(storage.join(output, "model", "config.json")))["model_type"] == "vega3d"
+
+    client = MlflowClient(tracking_uri=mlflow_env.url)
+    experiment = client.get_experiment_by_name("train-test")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`vega3d.stage` = 'train'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["mlflow.parentRunId"]  # attached to a parent run
+    assert run.data.params["train.max_steps"] == str(steps)
+    assert run.data.params["model.llm.hidden_size"] == "64" and run.data.params["preset"] == "tiny"
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in losses) == list(range(1, steps + 1))
+    recorded = history(output)
+    assert [m.value for m in sorted(losses, key=lambda m: m.step)] == pytest.approx([r["loss"] for r in recorded])
+    assert len(client.get_metric_history(run.info.run_id, "train/lr")) == steps
+    assert len(client.get_metric_history(run.info.run_id, "train/samples_per_s")) == steps
+    task_metrics = {k for k in run.data.metrics if k.startswith("train/loss_")}
+    expected = {f"train/loss_{t}" for r in recorded for t in r["task_losses"]}
+    assert expected and expected <= task_metrics
+    version = client.get_model_version_by_alias("vega3d-train-test", "candidate")
+    assert version.source == storage.join(output, "model") and version.run_id == run.info.run_id
+
+
+def _aws_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
