@@ -88,15 +88,3 @@ def test_f1_summary_per_type():
         "st_wo_d": {"f1_iou25": 100.0, "f1_iou50": 50.0},
         "mt": {"f1_iou25": 25.0, "f1_iou50": 0.0},
     }
-
-
-def test_select_proposals():
-    # zero-target (last) highest -> nothing
-    assert grounding.select_proposals([0.1, 0.2, 0.9], threshold=0.4) == []
-    # τ = 1 for readable numbers: softmax([2, 1, 0, 1.5]) = [0.4740, 0.1744, 0.0641, 0.2875 (zero-target)]
-    s = [2.0, 1.0, 0.0, 1.5]
-    p = np.exp(s) / np.exp(s).sum()
-    np.testing.assert_allclose(p, [0.4740, 0.1744, 0.0641, 0.2875], atol=1e-4)
-    assert grounding.select_proposals(s, threshold=0.4, temperature=1.0) == [0]
-    assert grounding.select_proposals(s, threshold=0.5, temperature=1.0) == [0, 1]  # 0.474 < 0.5 <= 0.474 + 0.174
-    assert grounding.select_proposals(s, threshold=0.70, temperature=1.0) == [0, 1, 2]  # 0.712, never the zero-target

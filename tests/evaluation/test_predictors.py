@@ -35,12 +35,6 @@ def test_left_pad():
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
-def test_best_matching_proposal():
-    props = np.array([[0, 0, 0, 1, 1, 1], [0.5, 0, 0, 1, 1, 1]], dtype=float)
-    assert predictors.best_matching_proposal(props, [0.4, 0, 0, 1, 1, 1], 0.5) == [0.5, 0, 0, 1, 1, 1]
-    assert predictors.best_matching_proposal(props, [5, 0, 0, 1, 1, 1], 0.5) is None
-
-
 @pytest.mark.parametrize("task", ["scanqa", "sqa3d", "scan2cap"])
 def test_batched_generation_equals_one_by_one(loaded, task):
     cfg = loaded[0]

@@ -142,3 +142,22 @@ def test_save_result_writes_files(tmp_path):
     assert problems == []  # a missing prediction is listed in num_missing, not as a malformed line
     assert metrics["num_missing"] == 1
     assert np.isclose(sum(breakdown[t]["em"] * counts[t] for t in breakdown) / 12, metrics["em"])
+
+
+def test_multi3drefer_selection_hand_computed():
+    """θ selection at scoring time (τ = 1 for readable numbers): softmax([2, 1, 0, 1.5]) =
+    [0.4740, 0.1744, 0.0641, 0.2875 (zero-target)]."""
+    boxes = [[float(i), 0, 0, 1, 1, 1] for i in range(3)]
+    pred = {"proposals": boxes, "scores": [2.0, 1.0, 0.0, 1.5]}
+
+    def picked(theta):
+        settings = tasks.ScoreSettings(meteor=False, multi3drefer_threshold=theta, ground_temperature=1.0)
+        return [boxes.index(b) for b in tasks.multi3drefer_boxes(pred, settings)]
+
+    s = np.array(pred["scores"])
+    np.testing.assert_allclose(np.exp(s) / np.exp(s).sum(), [0.4740, 0.1744, 0.0641, 0.2875], atol=1e-4)
+    assert picked(0.4) == [0]
+    assert picked(0.5) == [0, 1]  # 0.474 < 0.5 <= 0.474 + 0.174
+    assert picked(0.7) == [0, 1, 2]  # 0.712: all proposals, never the zero-target
+    assert tasks.multi3drefer_boxes({"proposals": boxes, "scores": [0.1, 0.2, 0.3, 0.9]},
+                                    tasks.ScoreSettings()) == []  # zero-target highest

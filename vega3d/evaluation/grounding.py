@@ -99,29 +99,3 @@ def f1_summary(
         for kind, value in _mean_by_type(scores[:, column], eval_types, MULTI3DREFER_TYPES).items():
             breakdown[kind][key] = value
     return overall, dict(breakdown)
-
-
-def select_proposals(scores: Sequence[float], threshold: float, temperature: float = 0.07) -> list[int]:
-    """Multi3DRefer selection (SPEC.md section 2) from scores over K proposals + the zero-target (last).
-
-    Nothing is selected when the zero-target scores highest; otherwise proposals are taken in descending
-    softmax(s / τ) probability (zero-target included in the softmax, then dropped) until the cumulative
-    probability reaches ``threshold`` (θ). Returns proposal indices.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 1 or len(s) < 1:
-        raise ValueError(f"select_proposals needs a 1-D score vector with the zero-target last, got shape {s.shape}")
-    if int(np.argmax(s)) == len(s) - 1:
-        return []
-    logits = s / temperature
-    prob = np.exp(logits - logits.max())
-    prob = prob[:-1] / prob.sum()
-    order = np.argsort(-prob, kind="stable")
-    picked: list[int] = []
-    total = 0.0
-    for index in order:
-        picked.append(int(index))
-        total += float(prob[index])
-        if total >= threshold:
-            break
-    return picked

@@ -4,7 +4,7 @@ One prediction per record id; fields by task:
 - scanrefer:    {"id", "box": [6]}                                  the chosen proposal
 - multi3drefer: {"id", "boxes": [[6], ...]}                         the selected proposals (may be empty)
                 or {"id", "proposals": [[6], ...], "scores": [K+1]} scores over proposals + zero-target,
-                selected at scoring time with θ (grounding.select_proposals)
+                selected at scoring time with θ (vega3d.model.grounding.select_multi3drefer)
 - scan2cap:     {"id", "caption": str | null, "box": [6] | null}    box = the proposal the caption is about
 - scanqa/sqa3d: {"id", "answer": str}
 Every malformed entry (bad JSON, missing or unknown id, duplicate id, missing field, box of the wrong

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.frames import load_scene_frames
 from vega3d.data.layout import DataLayout
 from vega3d.data.sampling import sample_frame_ids
 from vega3d.model.configuration import QWEN_IM_END
+from vega3d.model.grounding import caption_box, select_scanrefer
 from vega3d.model.preprocess import preprocess_scene
 from vega3d.model.prompts import encode_record, use_spatial_instruction
 
@@ -68,15 +68,6 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
             ids[row, length - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
             mask[row, length - len(seq):] = 1
     return ids, mask
-
-
-def best_matching_proposal(proposals: np.ndarray, box: Sequence[float], min_iou: float) -> list[float] | None:
-    """The proposal [K, 6] with the highest IoU to ``box`` if that IoU >= ``min_iou``, else None."""
-    if len(proposals) == 0:
-        return None
-    iou = box_iou_matrix(proposals, box)[:, 0]  # [K]
-    best = int(np.argmax(iou))
-    return [float(v) for v in proposals[best]] if iou[best] >= min_iou else None
 
 
 class ModelPredictor:
@@ -170,8 +161,11 @@ class ModelPredictor:
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in tokens.tolist()]
 
     def _caption(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        boxes = [best_matching_proposal(self.proposals.get(r["video"], np.zeros((0, 6))), r["box"],
-                                        self.cfg.eval.caption_iou) for r in records]
+        boxes = []
+        for r in records:
+            props = torch.from_numpy(self.proposals.get(r["video"], np.zeros((0, 6))))  # [K, 6]
+            box = caption_box(torch.tensor(r["box"], dtype=torch.float64), props, self.cfg.eval.caption_iou)
+            boxes.append(None if box is None else [float(v) for v in box])
         matched = [i for i, box in enumerate(boxes) if box is not None]
         coord = [torch.tensor(boxes[i], dtype=torch.float32, device=self.device) for i in matched]
         texts = dict(zip(matched, self._generate([records[i] for i in matched], coord or None), strict=True))
@@ -192,7 +186,7 @@ class ModelPredictor:
             boxes = props[i].tolist()
             if self.task == "scanrefer":
                 # no proposal in the scene: a zero-size box (IoU 0 with any target)
-                box = boxes[int(np.argmax(scores[i][:-1]))] if i in scores else [0.0] * 6
+                box = boxes[select_scanrefer(torch.tensor(scores[i]))] if i in scores else [0.0] * 6
                 preds.append({"id": rec["id"], "box": box})
             elif i in scores:
                 preds.append({"id": rec["id"], "proposals": boxes, "scores": scores[i]})

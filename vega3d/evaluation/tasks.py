@@ -37,7 +37,7 @@ GROUNDING_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer")
 class ScoreSettings:
     """Knobs of the scoring step (defaults: the paper's evaluation)."""
 
-    multi3drefer_threshold: float = 0.4  # θ of grounding.select_proposals (0.25 in the paper text)
+    multi3drefer_threshold: float = 0.4  # θ of Multi3DRefer selection (0.25 in the paper text)
     ground_temperature: float = 0.07
     caption_iou: float = 0.5
     meteor: bool = True  # METEOR needs Java
@@ -97,10 +97,16 @@ def score_scanrefer(records, predictions: PredictionSet, settings: ScoreSettings
 
 
 def multi3drefer_boxes(pred: Mapping[str, Any], settings: ScoreSettings) -> list[list[float]]:
-    """The boxes a Multi3DRefer prediction names: given directly, or selected from scores with θ."""
+    """The boxes a Multi3DRefer prediction names: given directly, or selected from its scores over
+    proposals + zero-target with θ (``vega3d.model.grounding.select_multi3drefer``, SPEC.md section 2)."""
     if "boxes" in pred:
         return list(pred["boxes"])
-    picked = grounding.select_proposals(pred["scores"], settings.multi3drefer_threshold, settings.ground_temperature)
+    import torch
+
+    from vega3d.model.grounding import select_multi3drefer
+
+    scores = torch.tensor(pred["scores"], dtype=torch.float64)  # [K + 1]
+    picked = select_multi3drefer(scores, settings.ground_temperature, settings.multi3drefer_threshold)
     return [pred["proposals"][i] for i in picked]
 
 
