@@ -110,30 +110,32 @@ def test_eval_all_runs_the_model_end_to_end(prepared_root, tmp_path):
 def test_online_and_offline_generative_features_give_the_same_predictions(prepared_root, tmp_path):
     """Tiny Wan T2V online, then the same features extracted into the store and read by feature id."""
     from vega3d.generative.extract import extract_features
+    from vega3d.generative.source import OfflineFeatures, OnlineFeatures
     from vega3d.generative.tiny import write_tiny_wan
 
     wan, _ = write_tiny_wan(tmp_path / "tiny-wan-t2v")
     online = load_config("tiny", ["eval.max_new_tokens=6", f"data.root={prepared_root}",
                                   f"generative.checkpoint={wan}"])
-    encoder = predictors.build_encoder(online, torch.device("cpu"))
+    features = predictors.open_features(online, torch.device("cpu"))
+    assert isinstance(features, OnlineFeatures) and features.channels > 0
     torch.manual_seed(0)
-    model, tokenizer = predictors.load_eval_model(online, encoder.channels, torch.device("cpu"))
-    assert model.config.generative_channels == encoder.channels > 0
+    model, tokenizer = predictors.load_eval_model(online, features.channels, torch.device("cpu"))
+    assert model.config.generative_channels == features.channels
     records = tasks.load_records(str(prepared_root), "scanqa")[:3]
-    expected = predictors.ModelPredictor(model, tokenizer, online, "scanqa", encoder=encoder)(records)
+    online_predict = predictors.ModelPredictor(model, tokenizer, online, "scanqa", features=features)
+    expected = online_predict(records)
 
-    summary = extract_features(online, encoder, str(tmp_path / "features"), splits=("val",), progress=False)
+    summary = extract_features(online, features.encoder, str(tmp_path / "features"), splits=("val",), progress=False)
     offline = load_config("tiny", ["eval.max_new_tokens=6", f"data.root={prepared_root}", "generative.mode=offline",
                                    f"generative.feature_id={summary.feature_id}",
                                    f"generative.feature_root={tmp_path / 'features'}"])
-    stored = predictors.build_encoder(offline, torch.device("cpu"))
-    assert isinstance(stored, predictors.StoredFeatures) and stored.channels == encoder.channels
-    inputs_online = predictors.ModelPredictor(model, tokenizer, online, "scanqa", encoder=encoder).scene_inputs(
-        records[0]["scene_id"])
-    inputs_offline = predictors.ModelPredictor(model, tokenizer, offline, "scanqa", encoder=stored).scene_inputs(
-        records[0]["scene_id"])
-    assert inputs_online.generative.shape == (4, encoder.channels, 4, 4)  # [V, C, g, g] of the tiny preset
-    torch.testing.assert_close(inputs_offline.generative, inputs_online.generative)
-    got = predictors.ModelPredictor(model, tokenizer, offline, "scanqa", encoder=stored)(records)
+    stored = predictors.open_features(offline, torch.device("cpu"))
+    assert isinstance(stored, OfflineFeatures) and stored.channels == features.channels
+    offline_predict = predictors.ModelPredictor(model, tokenizer, offline, "scanqa", features=stored)
+    scene = records[0]["scene_id"]
+    assert online_predict.scene_inputs(scene).generative.shape == (4, features.channels, 4, 4)  # [V, C, g, g]
+    torch.testing.assert_close(offline_predict.scene_inputs(scene).generative,
+                               online_predict.scene_inputs(scene).generative)
+    got = offline_predict(records)
     assert got == expected
     assert [p["id"] for p in got] == [r["id"] for r in records]

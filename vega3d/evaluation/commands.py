@@ -13,6 +13,7 @@ scored as is: external predictions can be scored without any model.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -95,7 +96,7 @@ def eval_command(
         "--predictions", help="Score these predictions instead of running the model: a JSONL file for one task, "
                               "a folder with <task>/predictions.jsonl for 'all'.")] = None,
     checkpoint: Annotated[str | None, typer.Option(
-        "--checkpoint", "--run", help="Model to evaluate: a saved run/checkpoint folder (default: model.checkpoint).")] = None,
+        "--checkpoint", "--run", help="Model to evaluate: a saved run/checkpoint folder (default: model.checkpoint, relative to the data root).")] = None,
     sampling: Annotated[str | None, typer.Option(
         "--sampling", help="Frame sampling strategy: uniform, max-coverage or mc-ratio95 (default: data.sampling).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", help="Frames per sample (default: data.frames_upbound).")] = None,
@@ -124,6 +125,8 @@ def eval_command(
     if task == "all" and split is not None:
         raise typer.BadParameter("--split applies to one task; 'all' uses each benchmark's evaluation split")
     sets = list(overrides or [])
+    if checkpoint is not None and "://" not in checkpoint and Path(checkpoint).exists():
+        checkpoint = str(Path(checkpoint).resolve())  # a folder given here is relative to the working directory
     for key, value in (("data.root", data_root), ("model.checkpoint", checkpoint), ("data.sampling", sampling),
                        ("data.frames_upbound", frames), ("eval.output_uri", output_uri),
                        ("eval.num_shards", num_shards), ("eval.batch_size", batch_size),

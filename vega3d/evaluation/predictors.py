@@ -7,8 +7,9 @@
   best real proposal, Multi3DRefer stores proposals + scores so θ is applied at scoring time.
 - Scan2Cap conditions ``<coord>`` on the best predicted box with IoU >= ``eval.caption_iou`` to the object;
   an object without one gets no caption (scored as empty) and costs no model call.
-Frames of a sample come from ``data.sampling`` / ``data.frames_upbound``; the inputs of a (scene, frames) pair are
-cached because many records share a scene.
+Visual inputs of a scene (frames from ``data.sampling`` / ``data.frames_upbound``, world coordinates, generative
+features from ``vega3d.generative.source``) are built exactly as for training (``Vega3DDataset.visual_inputs``)
+and kept on the device for the last few (scene, frames) pairs, because many records share a scene.
 """
 
 from __future__ import annotations
@@ -17,19 +18,15 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from vega3d.data.frames import load_scene_frames
-from vega3d.data.layout import DataLayout
-from vega3d.data.sampling import sample_frame_ids
 from vega3d.model.configuration import QWEN_IM_END
 from vega3d.model.grounding import caption_box, select_scanrefer
-from vega3d.model.preprocess import preprocess_scene
 from vega3d.model.prompts import encode_record, use_spatial_instruction
+from vega3d.train.dataset import FeatureSource, Vega3DDataset
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -38,14 +35,6 @@ if TYPE_CHECKING:
     from vega3d.model.modeling_vega3d import Vega3DModel
 
 logger = logging.getLogger(__name__)
-
-
-class FrameEncoder(Protocol):
-    """The generative feature source interface (``vega3d.generative.base.GenerativeEncoder``)."""
-
-    channels: int
-
-    def encode(self, frames: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> torch.Tensor: ...
 
 
 @dataclass
@@ -80,7 +69,7 @@ class ModelPredictor:
         cfg: Vega3DConfig,
         task: str,
         proposals: Mapping[str, Sequence[Sequence[float]]] | None = None,
-        encoder: FrameEncoder | None = None,
+        features: FeatureSource | None = None,
         cache_size: int = 8,
     ) -> None:
         if task in ("scanrefer", "multi3drefer", "scan2cap") and proposals is None:
@@ -89,12 +78,11 @@ class ModelPredictor:
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.task = task
-        self.layout = DataLayout(cfg.data.root)
+        self.visual = Vega3DDataset(cfg, tokenizer, [], features, scene_cache=0)  # builds inputs like training
         self.proposals = {
             video: np.asarray(boxes, dtype=np.float64).reshape(-1, 6)[: cfg.model.max_proposals]
             for video, boxes in (proposals or {}).items()
         }
-        self.encoder = encoder
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.spatial = use_spatial_instruction(cfg.model, training=False)
@@ -105,23 +93,18 @@ class ModelPredictor:
 
     # ------------------------------------------------------------------ inputs
     def scene_inputs(self, scene: str) -> SceneInputs:
-        """Sampled frames of a scene -> model inputs (cached)."""
-        frame_ids = sample_frame_ids(self.layout, scene, self.cfg.data.sampling, self.cfg.data.frames_upbound)
-        key = (scene, tuple(frame_ids))
+        """Sampled frames of a scene -> model inputs on the model's device (cached)."""
+        key = (scene, tuple(self.visual.frame_ids(scene)))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        frames = load_scene_frames(self.layout, scene, frame_ids)
-        tensors = preprocess_scene(frames, self.cfg.model)
-        generative = None
-        if self.encoder is not None:
-            rgb = torch.from_numpy(frames.rgb).permute(0, 3, 1, 2).float() / 255.0  # [V, 3, H, W] in [0, 1]
-            generative = self.encoder.encode(rgb, scene, frame_ids).to(self.device, self.dtype)
+        tensors = self.visual.visual_inputs(scene)
+        generative = tensors.get("generative_features")
         inputs = SceneInputs(
             pixel_values=tensors["pixel_values"].to(self.device, self.dtype),
             world_coords=tensors["world_coords"].to(self.device),
             coord_valid=tensors["coord_valid"].to(self.device),
-            generative=generative,
+            generative=None if generative is None else generative.to(self.device, self.dtype),
         )
         self._cache[key] = inputs
         if len(self._cache) > self.cache_size:
@@ -200,70 +183,32 @@ def eval_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def under_data_root(cfg: Vega3DConfig, path: str) -> Path:
-    """A checkpoint path as given when it exists, else relative to ``data.root``."""
-    given = Path(path)
-    return given if given.is_absolute() or given.exists() else Path(cfg.data.root) / given
-
-
 def load_eval_model(cfg: Vega3DConfig, generative_channels: int, device: torch.device):
-    """(model, tokenizer) of ``model.checkpoint`` in eval mode (bf16 on CUDA, fp32 on CPU)."""
+    """(model, tokenizer) of ``model.checkpoint`` (relative to ``data.root``) in eval mode, bf16 on CUDA."""
     from vega3d.model.checkpoint import load_model
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model, tokenizer = load_model(under_data_root(cfg, cfg.model.checkpoint), cfg.model, generative_channels, dtype)
+    cfg = cfg.with_paths_under_root()
+    model, tokenizer = load_model(cfg.model.checkpoint, cfg.model, generative_channels, dtype)
     return model.to(device).eval(), tokenizer
 
 
-class StoredFeatures:
-    """Offline generative features of one feature id, read from the feature store like an encoder."""
-
-    def __init__(self, root: str, feature_id: str) -> None:
-        from vega3d.generative.store import FeatureStore
-
-        self.store = FeatureStore(root)
-        self.feature_id = feature_id
-        spec = self.store.read_manifest(feature_id)
-        if spec is None:
-            raise FileNotFoundError(f"{self.store.manifest_path(feature_id)}: no feature set {feature_id!r}; run "
-                                    "`vega3d extract` for it or evaluate with online features (--feature-id None)")
-        self.channels = spec.channels
-
-    def encode(self, frames: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> torch.Tensor:
-        """-> stored features [V, C, g, g] of exactly these frames (``frames`` is not used)."""
-        from vega3d.generative.store import feature_key
-
-        key = feature_key(self.feature_id, scene, frame_ids)
-        features = self.store.get(key)
-        if features is None:
-            raise FileNotFoundError(f"{self.store.path(key)}: no stored features for {scene} frames {list(frame_ids)}; "
-                                    "extract them with the same sampling and frame count")
-        return features
-
-
-def build_encoder(cfg: Vega3DConfig, device: torch.device) -> FrameEncoder | None:
-    """The generative feature source of ``cfg``: None (backbone none), the feature store (offline) or the
-    frozen encoder (online, weights at ``generative.checkpoint``, relative paths under ``data.root``)."""
-    from vega3d import storage
-
-    gen = cfg.generative
-    if gen.backbone == "none":
+def open_features(cfg: Vega3DConfig, device: torch.device) -> FeatureSource | None:
+    """Generative features of ``cfg``: None for ``backbone: none``, else online encoder or offline store."""
+    if cfg.generative.backbone == "none":
         return None
-    if gen.mode == "offline":
-        if not gen.feature_id:
-            raise ValueError("generative.mode=offline needs generative.feature_id (--feature-id)")
-        return StoredFeatures(gen.feature_root or storage.join(cfg.data.root, "features"), gen.feature_id)
-    from vega3d.generative.registry import build_encoder as build_generative
+    from vega3d.generative.source import open_feature_source
 
-    resolved = gen.model_copy(update={"checkpoint": str(under_data_root(cfg, gen.checkpoint))})
-    return build_generative(resolved, cfg.model.pooled_grid, device)
+    cfg = cfg.with_paths_under_root()
+    return open_feature_source(cfg.generative, cfg.model.pooled_grid, device, cfg.data.root)
+
+
 def build_predictor(cfg: Vega3DConfig, task: str, split: str) -> ModelPredictor:
-    """Load the model (and generative encoder) of ``cfg`` as the predictor of ``task`` on ``split``."""
+    """Load the model (and generative feature source) of ``cfg`` as the predictor of ``task`` on ``split``."""
     from vega3d.evaluation.tasks import load_proposals
 
     device = eval_device()
-    encoder = build_encoder(cfg, device)
-    channels = 0 if encoder is None else int(encoder.channels)
-    model, tokenizer = load_eval_model(cfg, channels, device)
+    features = open_features(cfg, device)
+    model, tokenizer = load_eval_model(cfg, features.channels if features is not None else 0, device)
     proposals = load_proposals(cfg.data.root, split) if task in ("scanrefer", "multi3drefer", "scan2cap") else None
-    return ModelPredictor(model, tokenizer, cfg, task, proposals, encoder)
+    return ModelPredictor(model, tokenizer, cfg, task, proposals, features)
