@@ -35,3 +35,14 @@ def wan_config(checkpoint: Path, **changes) -> GenerativeConfig:
     """Tiny-setting generative config (block 1, 112x112) on a checkpoint folder."""
     settings = {"checkpoint": str(checkpoint), "block": 1, "resolution": (112, 112), **changes}
     return GenerativeConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny checkpoints of the non-Wan families, by encoder id."""
+    from vega3d.generative import tiny
+
+    root = tmp_path_factory.mktemp("family")
+    sd = tiny.write_tiny_sd(root / "sd21")
+    return {"sd21": sd, "vae": sd, "svd": tiny.write_tiny_svd(root / "svd"),
+            "dinov3": tiny.write_tiny_dinov3(root / "dinov3"), "vjepa2": tiny.write_tiny_vjepa2(root / "vjepa2")}

@@ -110,19 +110,20 @@ class _StopForward(Exception):
 
 
 def capture_input(module: torch.nn.Module, run: Callable[[], object], stop: bool) -> torch.Tensor:
-    """The first positional input of ``module`` during ``run()``; with ``stop`` the forward pass ends there.
+    """The hidden-state input of ``module`` during ``run()``; with ``stop`` the forward pass ends there.
 
-    Early exit without re-implementing any model's forward: a forward pre-hook records the tensor and, when
-    ``stop`` is set, raises an exception that unwinds the rest of the pass (later blocks and heads never run).
+    Early exit without re-implementing any model's forward: a forward pre-hook records the tensor (the first
+    positional argument, or ``hidden_states=`` when passed by keyword) and, when ``stop`` is set, raises an
+    exception that unwinds the rest of the pass (later blocks and heads never run).
     """
     captured: list[torch.Tensor] = []
 
-    def hook(_module: torch.nn.Module, args: tuple) -> None:
-        captured.append(args[0])
+    def hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        captured.append(args[0] if args else kwargs["hidden_states"])
         if stop:
             raise _StopForward
 
-    handle = module.register_forward_pre_hook(hook)
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         run()
     except _StopForward:

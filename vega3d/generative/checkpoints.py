@@ -320,3 +320,41 @@ def load_wan_text_encoder(
         raise CheckpointError(f"{path}: does not match {config_path} ({error})") from error
     encoder.encoder.embed_tokens = encoder.shared
     return tokenizer, check_loaded(encoder, path, configs).to(device)
+
+
+# --- generic diffusers / transformers folders ---------------------------------------------------------
+
+
+def load_diffusers_component(cls: type, folder: Path, subfolder: str, device: torch.device) -> torch.nn.Module:
+    """A diffusers model from ``folder/subfolder`` (config.json + weights); on meta, built from the config only."""
+    sub = folder / subfolder
+    require(sub / "config.json", f"the {cls.__name__} config")
+    if device.type == "meta":
+        with torch.device("meta"):
+            model = cls.from_config(cls.load_config(str(folder), subfolder=subfolder))
+        return model.to("meta").eval()  # legacy torch.Tensor([...]) parameters ignore the default device
+    if not any(sub.glob("diffusion_pytorch_model*.safetensors")) and not any(sub.glob("diffusion_pytorch_model*.bin")):
+        raise CheckpointError(f"{sub}: missing diffusion_pytorch_model.safetensors ({cls.__name__} weights)")
+    dtype = model_dtype(device)
+    model = cls.from_pretrained(str(folder), subfolder=subfolder, torch_dtype=dtype)
+    return check_loaded(model, sub).to(device)
+
+
+def load_transformers_model(cls: type, folder: Path, device: torch.device) -> torch.nn.Module:
+    """A transformers model from a folder (config.json + weights); on meta, built from the config only."""
+    require(folder / "config.json", f"the {cls.__name__} config")
+    if device.type == "meta":
+        with torch.device("meta"):
+            model = cls(cls.config_class.from_json_file(str(folder / "config.json")))
+        return model.to("meta").eval()
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise CheckpointError(f"{folder}: missing model.safetensors ({cls.__name__} weights)")
+    model = cls.from_pretrained(str(folder), dtype=model_dtype(device))
+    return check_loaded(model, folder).to(device)
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """A tokenizer folder through AutoTokenizer (offline)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(require(folder, "a tokenizer folder")))

@@ -129,18 +129,23 @@ def _check_inverse(
         raise AssertionError(f"{what}: original key names do not convert back to diffusers ({wrong})")
 
 
-def write_tiny_tokenizer(folder: Path) -> None:
-    """A word-level tokenizer with umT5's special ids (<pad> 0, </s> 1, <unk> 2) appending </s>."""
+def write_tiny_tokenizer(folder: Path, specials: tuple[str, ...] = ("<pad>", "</s>", "<unk>"),
+                         template: str = "$A </s>", eos: str = "</s>", pad: str = "<pad>") -> None:
+    """A word-level tokenizer: ``specials`` get ids 0.., then a few words; ``template`` adds the special tokens.
+
+    The default has umT5's special ids (<pad> 0, </s> 1, <unk> 2) and appends </s>.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(TINY_WORDS)}}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    vocab = {token: i for i, token in enumerate(specials)}
+    vocab.update({w: len(specials) + i for i, w in enumerate(TINY_WORDS)})
+    unk = next(t for t in specials if "unk" in t)
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
+    used = [t for t in specials if t in template]
+    backend.post_processor = processors.TemplateProcessing(single=template, special_tokens=[(t, vocab[t]) for t in used])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos, pad_token=pad, unk_token=unk)
     tokenizer.save_pretrained(str(folder))
 
 
@@ -221,3 +226,83 @@ def write_tiny_wan(
         "eps": 1e-6,
     })
     return folder, original
+
+
+def _copy_shipped_scheduler(asset: str, folder: Path) -> None:
+    """The real model's scheduler config (schedules do not shrink with the model)."""
+    source = ckpt.assets_dir(asset) / "scheduler" / "scheduler_config.json"
+    _write_json(folder / "scheduler" / "scheduler_config.json", json.loads(source.read_text()))
+
+
+def write_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny SD2.1-base-format diffusers folder (unet, vae, text_encoder, tokenizer, scheduler)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True,
+    ).save_pretrained(str(folder / "unet"))
+    _tiny_sd_vae(AutoencoderKL).save_pretrained(str(folder / "vae"))
+    CLIPTextModel(CLIPTextConfig(
+        hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, vocab_size=64,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32,
+    )).save_pretrained(str(folder / "text_encoder"))
+    write_tiny_tokenizer(folder / "tokenizer", ("<|startoftext|>", "<|endoftext|>", "<unk>"),
+                         "<|startoftext|> $A <|endoftext|>", eos="<|endoftext|>", pad="<|endoftext|>")
+    _copy_shipped_scheduler("stable-diffusion-2-1-base", folder)
+    return folder
+
+
+def _tiny_sd_vae(cls: type) -> torch.nn.Module:
+    """A 4-level (8x downsampling) SD-style VAE of width 32."""
+    return cls(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+               **({"up_block_types": ("UpDecoderBlock2D",) * 4} if cls.__name__ == "AutoencoderKL" else {}),
+               layers_per_block=1, latent_channels=4)
+
+
+def write_tiny_svd(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny stable-video-diffusion-img2vid-format folder (unet, vae, image_encoder, scheduler)."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    UNetSpatioTemporalConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, num_frames=8,
+    ).save_pretrained(str(folder / "unet"))
+    _tiny_sd_vae(AutoencoderKLTemporalDecoder).save_pretrained(str(folder / "vae"))
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, image_size=32,
+        patch_size=16, projection_dim=32,
+    )).save_pretrained(str(folder / "image_encoder"))
+    _copy_shipped_scheduler("stable-video-diffusion-img2vid", folder)
+    return folder
+
+
+def write_tiny_dinov3(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny DINOv3ViTModel folder (patch 16, 4 register tokens)."""
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    torch.manual_seed(seed)
+    DINOv3ViTModel(DINOv3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                   patch_size=16, num_register_tokens=4)).save_pretrained(str(folder))
+    return Path(folder)
+
+
+def write_tiny_vjepa2(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny VJEPA2Model folder (patch 16, tubelet 2)."""
+    from transformers import VJEPA2Config, VJEPA2Model
+
+    torch.manual_seed(seed)
+    VJEPA2Model(VJEPA2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2.0, patch_size=16, tubelet_size=2,
+        crop_size=224, frames_per_clip=8, pred_hidden_size=32, pred_num_hidden_layers=1, pred_num_attention_heads=2,
+    )).save_pretrained(str(folder))
+    return Path(folder)
