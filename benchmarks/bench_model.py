@@ -6,7 +6,8 @@ For each size (``tiny`` preset, and ``medium``: a wider LLM where it dominates, 
      the grounding sample trained as plain LM), interleaved repeats, medians;
   2. split of the VEGA-3D step: vision (SigLIP + projector), generative projector + fusion (+ sin3d),
      LLM, grounding head, each timed forward + backward in isolation on the same inputs.
-Also prints a FLOP estimate of the additions at paper size. Ratios, not absolute targets:
+Times are process CPU time with one torch thread (robust on a shared CPU). Also prints a FLOP
+estimate of the additions at paper size. Ratios, not absolute targets:
     .venv/bin/python benchmarks/bench_model.py [--repeats 5] [--sizes tiny,medium] [--threads 1]
 """
 
@@ -60,6 +61,7 @@ def batch(model: Vega3DModel, vega: bool) -> dict:
     text[1, -2] = GROUND
     labels = text.clone()
     labels[:, :40] = -100
+    labels[1] = -100  # the grounding sample trains no LM tokens, in both variants: equal LLM work
     out = {
         "input_ids": text, "attention_mask": torch.ones_like(text), "labels": labels,
         "pixel_values": [torch.randn(FRAMES, 3, size, size, generator=gen) for _ in range(2)],
@@ -74,9 +76,11 @@ def batch(model: Vega3DModel, vega: bool) -> dict:
 
 
 def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
+    """CPU seconds of this process running ``fn``: with one intra-op thread this is the compute time,
+    not inflated by other processes competing for the cores (wall time on a shared box is mostly queueing)."""
+    start = time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def step(model: Vega3DModel, inputs: dict) -> Callable[[], None]:
@@ -138,12 +142,14 @@ def bench(size: str, repeats: int) -> None:
     for fn in runs.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {"vega": [], "base": []}
-    for _ in range(repeats):
-        for name, fn in runs.items():  # interleaved, so drift hits both equally
-            times[name].append(timed(fn))
+    for index in range(repeats):
+        order = ("vega", "base") if index % 2 == 0 else ("base", "vega")  # ABBA: drift and order effects cancel
+        for name in order:
+            times[name].append(timed(runs[name]))
     t_vega, t_base = statistics.median(times["vega"]), statistics.median(times["base"])
-    print(f"step fwd+bwd: VEGA-3D {t_vega * 1e3:.1f} ms, baseline {t_base * 1e3:.1f} ms, "
-          f"additions = {(t_vega - t_base) / t_vega:.1%} of the VEGA-3D step (ratio {t_vega / t_base:.3f}x)")
+    ratio = statistics.median(v / b for v, b in zip(times["vega"], times["base"], strict=True))  # per pair
+    print(f"step fwd+bwd, CPU time (median of {repeats}): VEGA-3D {t_vega * 1e3:.1f} ms, baseline {t_base * 1e3:.1f} ms; "
+          f"median paired ratio {ratio:.3f}x -> additions = {1 - 1 / ratio:.1%} of the VEGA-3D step")
     parts = split(vega, vega_in)
     for fn in parts.values():
         fn()

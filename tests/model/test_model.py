@@ -126,3 +126,25 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(ids, mask, labels=labels, proposals=proposals, ground_positives=positives, **inputs).loss.backward()
         grads.append(model.mm_projector[0].weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_bf16_forward_backward_keeps_geometry_in_fp32():
+    model = tiny_model().to(torch.bfloat16).train()
+    ids, mask, labels, inputs, proposals, positives = mixed_batch(model)
+    out = model(ids, mask, labels=labels, proposals=proposals, ground_positives=positives, **inputs)
+    assert out.logits.dtype == torch.bfloat16 and out.ground_scores[1].dtype == torch.float32
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.generative_projector[0].weight.grad.dtype == torch.bfloat16
+
+
+def test_eager_and_sdpa_attention_agree():
+    model = tiny_model()
+    inputs = collate([frames(model, 1, seed=9), frames(model, 2, seed=10)])
+    ids = torch.tensor([[0, 5, IMAGE, 7], [5, IMAGE, 7, 9]])
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    sdpa = model(ids, mask, **inputs)
+    model.config._attn_implementation = "eager"
+    eager = model(ids, mask, **inputs)
+    real = sdpa.attention_mask.bool()
+    torch.testing.assert_close(sdpa.logits[real], eager.logits[real], atol=1e-5, rtol=1e-4)

@@ -30,10 +30,19 @@ RESERVED_ROWS = len(SPECIAL_TOKENS)
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """The tokenizer saved in a checkpoint folder (Qwen2 for LLaVA-Video), offline."""
-    from transformers import AutoTokenizer
+    """The tokenizer saved in a checkpoint folder (Qwen2 for LLaVA-Video), offline.
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    The class named by tokenizer_config.json is used directly, so the folder's model config.json
+    (LLaVA's, not a transformers model type) is never parsed.
+    """
+    import transformers
+
+    config_file = Path(path) / "tokenizer_config.json"
+    name = json.loads(config_file.read_text()).get("tokenizer_class") if config_file.exists() else None
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None:
+        cls = transformers.AutoTokenizer
+    tokenizer = cls.from_pretrained(str(path), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = QWEN_PAD_TOKEN
     return tokenizer
