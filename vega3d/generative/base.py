@@ -8,7 +8,8 @@ CPU, and always returns float32.
 Resize modes (``GenerativeConfig.crop``):
 
 * ``same`` (default, the improvement of SPEC.md): the full frame is squashed to the encoder's
-  ``(width, height)`` without any crop, exactly as the SigLIP branch squashes the full frame to its square. For a
+  ``(width, height)`` without any crop, with the same kernel (bicubic, antialiased, clamped to [0, 1]) as
+  the SigLIP branch (``vega3d.model.preprocess``) that squashes the full frame to its square. For a
   non-square encoder resolution (Wan 832x480) the aspect ratio differs from SigLIP's, but both branches see the
   whole field of view, so after pooling to ``g x g`` cell (i, j) of the generative grid covers the same image
   region as cell (i, j) of the semantic grid.
@@ -72,17 +73,15 @@ def seeded_noise(
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], crop: str = "same") -> torch.Tensor:
-    """frames [V, 3, H, W] -> [V, 3, height, width] for ``size = (width, height)`` (see the module docstring)."""
+    """frames [V, 3, H, W] in [0, 1] -> [V, 3, height, width] for ``size = (width, height)`` (module docstring)."""
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
     width, height = size
-    if crop == "same":
-        return F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     src_h, src_w = frames.shape[-2:]
-    scaled_h = max(height, round(src_h * width / src_w))
-    resized = F.interpolate(frames, size=(scaled_h, width), mode="bilinear", align_corners=False, antialias=True)
+    scaled_h = height if crop == "same" else max(height, round(src_h * width / src_w))
+    resized = F.interpolate(frames, size=(scaled_h, width), mode="bicubic", align_corners=False, antialias=True)
     top = (scaled_h - height) // 2
-    return resized[..., top : top + height, :]
+    return resized[..., top : top + height, :].clamp(0.0, 1.0)
 
 
 def pool_to_grid(features: torch.Tensor, grid: int) -> torch.Tensor:

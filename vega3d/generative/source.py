@@ -7,7 +7,7 @@ online.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -28,8 +28,7 @@ class OnlineFeatures:
     def get(self, scene: str, frame_ids: Sequence[int], frames: torch.Tensor | None = None) -> torch.Tensor:
         if frames is None:
             raise ValueError(f"online generative features of {scene} need the frames")
-        compute: Callable[[], torch.Tensor] = lambda: self.encoder.encode(frames, scene, frame_ids)  # noqa: E731
-        return self.cache.get_or_compute(scene, frame_ids, compute)
+        return self.cache.get_or_compute(scene, frame_ids, lambda: self.encoder.encode(frames, scene, frame_ids))
 
 
 class OfflineFeatures:
