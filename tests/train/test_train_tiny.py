@@ -120,3 +120,22 @@ def test_metrics_params_and_model_in_mlflow_with_s3_output(
 
 def _aws_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_every_task(train_root: Path, tmp_path: Path) -> None:
+    """Three epochs of the tiny preset (online Wan features) on the synthetic train scenes: the mean loss of
+    each task's last 8 steps is clearly below that of its first 8 (LM tasks start near ln(vocab) = 6.93)."""
+    output = str(tmp_path / "learn")
+    vega3d_train(train_root, output, ["train.epochs=3", "train.save_steps=100000"])
+    per_task: dict[str, list[float]] = {}
+    for record in history(output):
+        for task, value in record["task_losses"].items():
+            per_task.setdefault(task, []).append(value)
+    assert set(per_task) == {"scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer"}
+    k = 8
+    for task, losses in per_task.items():
+        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+        assert len(losses) >= 3 * k, task
+        limit = 0.6 if task in ("scanqa", "sqa3d", "scan2cap") else 0.85
+        assert last < limit * first, f"{task}: first-{k} mean {first:.3f}, last-{k} mean {last:.3f}"

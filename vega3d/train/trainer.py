@@ -93,6 +93,17 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def move_to(value: Any, device: torch.device, float_dtype: torch.dtype) -> Any:
     """Tensors (also inside lists) to ``device``; floating tensors except coordinates to ``float_dtype``."""
     if isinstance(value, torch.Tensor):
@@ -187,7 +198,7 @@ class Trainer:
     def train(self) -> TrainResult:
         """Run (or resume) training to the end and save the final model; returns its URI and the history."""
         train = self.cfg.train
-        torch.manual_seed(train.seed)
+        seed_everything(train.seed)
         self._init_distributed()
         sampler = TaskGroupedSampler(
             self.tasks, train.per_device_batch_size, train.gradient_accumulation_steps,
@@ -386,6 +397,9 @@ def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Tr
     from vega3d.train.collator import Vega3DCollator
     from vega3d.train.dataset import Vega3DDataset, load_records
 
+    # Modules new to the checkpoint (generative projector, fusion, grounding head) are initialised from the
+    # RNG: the same seed on every rank gives every rank the same start (ZeRO-3 partitions each rank's copy).
+    seed_everything(cfg.train.seed)
     features = None
     if cfg.generative.backbone != "none":
         from vega3d.generative.source import open_feature_source
