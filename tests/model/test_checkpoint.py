@@ -115,6 +115,21 @@ def test_missing_and_unexpected_keys_fail_with_their_names(tiny_folder):
     assert "mm_projector.2.bias" in str(error.value) and "model.mystery.weight" in str(error.value)
 
 
+def test_a_stored_last_vision_layer_is_the_dropped_one(tiny_folder):
+    index = json.loads((tiny_folder / INDEX_FILE).read_text())
+    kept = tiny_model_config().vision.num_hidden_layers - 1
+    tower = "model.vision_tower.vision_tower.vision_model.encoder.layers."
+    shard = tiny_folder / index["weight_map"][f"{tower}0.mlp.fc1.weight"]
+    tensors = load_file(str(shard))
+    tensors[f"{tower}{kept}.mlp.fc1.weight"] = torch.zeros(3)  # the published tower's 27th layer
+    save_file(tensors, str(shard))
+    load_llava_video(tiny_folder, tiny_model_config())  # skipped, no error
+    tensors[f"{tower}{kept + 1}.mlp.fc1.weight"] = torch.zeros(3)  # a layer beyond it is a mismatch
+    save_file(tensors, str(shard))
+    with pytest.raises(CheckpointError, match=f"layers.{kept + 1}.mlp.fc1.weight"):
+        load_llava_video(tiny_folder, tiny_model_config())
+
+
 def test_config_mismatch_names_the_field(tiny_folder):
     cfg = tiny_model_config()
     wrong = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"num_hidden_layers": 5})})

@@ -45,3 +45,25 @@ def test_bad_shapes_fail_clearly():
         preprocess_rgb(np.zeros((4, 4, 3), np.uint8), 8)
     with pytest.raises(ValueError, match="valid"):
         preprocess_world(np.zeros((1, 4, 4, 3), np.float32), np.ones((1, 4, 5), bool), 8)
+
+
+def test_preprocess_scene_back_projects_depth_with_the_same_resize():
+    from vega3d.data.frames import SceneFrames
+    from vega3d.model.preprocess import preprocess_scene
+
+    cfg = tiny_model_config()
+    size = cfg.vision.image_size
+    depth = np.full((1, 8, 8), 2.0, dtype=np.float32)
+    depth[0, :, :4] = 0.0  # left half invalid
+    intrinsic = np.array([[4.0, 0, 4.0, 0], [0, 4.0, 4.0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    shift = np.eye(4)
+    shift[:3, 3] = [10.0, 0.0, 0.0]  # aligned = raw + 10 m along x
+    frames = SceneFrames("scene0000_00", [0], np.zeros((1, 8, 8, 3), np.uint8), depth,
+                         np.eye(4)[None], intrinsic, shift)
+    out = preprocess_scene(frames, cfg)
+    valid = out["coord_valid"][0]
+    assert not valid[:, : size // 2].any() and valid[:, size // 2 :].all()
+    coords = out["world_coords"][0]
+    # depth 2 m along the optical axis (camera z) -> aligned z = 2, x = 10 + (u - 4) * 2 / 4
+    assert torch.allclose(coords[valid][:, 2], torch.tensor(2.0))
+    assert coords[0, -1, 0].item() == pytest.approx(10.0 + (7 - 4) * 2.0 / 4.0)

@@ -6,8 +6,8 @@ LLaVA-Video layout (config.json of ``LlavaQwenForCausalLM`` + sharded safetensor
     model.mm_projector.{0,2}.{weight,bias}     model.image_newline
     model.{embed_tokens,layers.N,norm}.*       lm_head.weight
 Our module names: vision_tower.*, mm_projector.*, image_newline, language_model.{model,lm_head}.*.
-The SigLIP post-layernorm is stored by LLaVA but never used (features are taken before it): its two
-keys are the only ones skipped. The new VEGA-3D modules (generative projector, fusion, grounding head)
+The SigLIP post-layernorm is stored by LLaVA but never used (features are taken before it): its
+keys are skipped, and so is the tower's last layer if a checkpoint still holds it (it is the dropped one). The new VEGA-3D modules (generative projector, fusion, grounding head)
 are the only keys allowed to be missing; anything else missing or unexpected fails with the keys.
 """
 
@@ -144,6 +144,9 @@ def load_llava_video(
     finally:
         torch.set_default_dtype(previous)
     expected = set(model.state_dict())
+    # a checkpoint that still holds the tower's last layer: that layer is the one dropped, skip it
+    kept = config.vision_config.num_hidden_layers
+    dropped_layer = f"model.vision_tower.vision_tower.vision_model.encoder.layers.{kept}."
     loaded: set[str] = set()
     unexpected: list[str] = []
     for shard in _iter_shards(path):
@@ -152,7 +155,7 @@ def load_llava_video(
             ours = to_ours(key)
             if ours in expected:
                 renamed[ours] = tensor
-            elif not _SKIPPED.match(key):
+            elif not (_SKIPPED.match(key) or key.startswith(dropped_layer)):
                 unexpected.append(key)
         model.load_state_dict(renamed, strict=False)
         loaded.update(renamed)
