@@ -113,3 +113,21 @@ def test_manifest_conflict_is_an_error(tmp_path):
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "channels": 16}))
     with pytest.raises(FeatureStoreError, match="holds"):
         store.write_manifest(SPEC)
+
+
+@pytest.mark.integration
+def test_store_on_s3_round_trip_corruption_and_validation(s3_prefix):
+    from vega3d import storage
+
+    store = FeatureStore(s3_prefix)
+    store.write_manifest(SPEC)
+    key = feature_key(SPEC.feature_id, "scene0000_00", [0, 10])
+    features = torch.randn(2, 8, 14, 14)
+    store.put(key, features, "scene0000_00", [0, 10])
+    assert torch.equal(store.get(key), features)
+    assert store.keys(SPEC.feature_id) == [key]
+    assert validate_feature_set(store, SPEC.feature_id) == 1
+    raw = bytearray(storage.read_bytes(store.path(key)))
+    raw[-1] ^= 0x01
+    storage.write_bytes(store.path(key), bytes(raw))
+    assert store.get(key) is None and not storage.exists(store.path(key))

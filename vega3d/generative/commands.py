@@ -30,7 +30,7 @@ def extract_command(
     shard_index: Annotated[int, typer.Option("--shard-index", help="This process's shard (0-based).")] = 0,
     num_shards: Annotated[int, typer.Option("--num-shards", help="Total shards across processes/machines.")] = 1,
     workers: Annotated[int, typer.Option("--workers", help="Processes to launch on this machine, each a sub-shard.")] = 1,
-    device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="Torch device: auto (cuda if available), cpu, cuda:1...")] = "auto",
     validate: Annotated[
         bool, typer.Option("--validate", help="Only check an existing feature set (generative.feature_id) against its manifest.")
     ] = False,
@@ -64,13 +64,9 @@ def extract_command(
                 base += [flag, value]
         run_workers(base, workers, shard_index, num_shards)
         return
-    from vega3d.generative.extract import extract_features
-    from vega3d.generative.registry import build_encoder
+    from vega3d.generative.extract import run_extract
 
-    encoder = build_encoder(cfg.generative, cfg.model.pooled_grid, device)
-    summary = extract_features(
-        cfg, encoder, uri, splits=split or ("train", "val", "test"), strategies=sampling,
-        shard_index=shard_index, num_shards=num_shards, progress=progress,
-    )
+    summary = run_extract(cfg, uri, device, splits=split or ("train", "val", "test"), strategies=sampling,
+                          shard_index=shard_index, num_shards=num_shards, progress=progress)
     typer.echo(json.dumps({"feature_id": summary.feature_id, "uri": uri, **summary.counts,
                            "seconds": round(summary.seconds, 3)}))

@@ -126,6 +126,31 @@ def extract_features(
     return summary
 
 
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_extract(
+    cfg: Vega3DConfig,
+    store_uri: str | None = None,
+    device: str = "auto",
+    splits: Sequence[str] = ("train", "val", "test"),
+    strategies: Sequence[str] | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    progress: bool = True,
+) -> ExtractSummary:
+    """Build the encoder of a (path-resolved) config and extract this shard into the store."""
+    from vega3d.generative.registry import build_encoder
+
+    encoder = build_encoder(cfg.generative, cfg.model.pooled_grid, resolve_device(device))
+    return extract_features(cfg, encoder, store_uri or default_store_uri(cfg), splits, strategies,
+                            shard_index, num_shards, progress)
+
+
 def run_workers(base_args: Sequence[str], workers: int, shard_index: int, num_shards: int) -> None:
     """Run ``vega3d extract <base_args>`` in ``workers`` processes, each on its own shard of this shard.
 
