@@ -111,9 +111,9 @@ def test_cli_extract_then_validate(data_root, tmp_path):
     args = ["extract", "--set", f"data.root={data_root}", "--store", store, "--split", "val", "--no-progress"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
+    summary = json.loads(result.output[result.output.rindex("{"):])
     assert (summary["written"], summary["scenes"]) == (1, 1)
     result = runner.invoke(app, ["extract", "--set", f"data.root={data_root}", "--set",
                                  f"generative.feature_id={summary['feature_id']}", "--store", store, "--validate"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["files"] == 1
+    assert json.loads(result.output[result.output.rindex("{"):])["files"] == 1

@@ -64,7 +64,11 @@ def extract_command(
                 base += [flag, value]
         run_workers(base, workers, shard_index, num_shards)
         return
+    from transformers.utils import logging as hf_logging
+
     from vega3d.generative.extract import run_extract
+
+    hf_logging.disable_progress_bar()  # our own tqdm bar reports progress; keep stdout for the JSON summary
 
     summary = run_extract(cfg, uri, device, splits=split or ("train", "val", "test"), strategies=sampling,
                           shard_index=shard_index, num_shards=num_shards, progress=progress)
