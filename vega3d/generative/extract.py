@@ -54,7 +54,7 @@ def feature_spec(encoder: GenerativeEncoder, cfg: Vega3DConfig) -> FeatureSpec:
     gen = cfg.generative
     return FeatureSpec(
         encoder=encoder.encoder_id, fingerprint=encoder.fingerprint(), timestep=gen.timestep, block=gen.block,
-        resolution=tuple(gen.resolution), grid=encoder.grid, seed=gen.seed, crop=gen.crop, shift=gen.shift,
+        resolution=encoder.resolution, grid=encoder.grid, seed=gen.seed, crop=gen.crop, shift=gen.shift,
         channels=encoder.channels,
     )
 
