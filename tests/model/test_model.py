@@ -31,6 +31,7 @@ def test_two_samples_different_frames_and_tasks_forward_backward():
     # grounding samples train only the grounding loss: none of their labels survive
     assert (out.labels[1] != -100).sum() == 0 and (out.labels[0] != -100).sum() == 2
     torch.testing.assert_close(out.loss, out.lm_loss + out.ground_loss)
+    torch.testing.assert_close(out.sample_losses, torch.stack([out.lm_loss, out.ground_loss]).detach())
     out.loss.backward()
     for part, names in PARTS.items():
         grads = [p.grad for n, p in model.named_parameters() if n.split(".")[0] in names]
@@ -48,6 +49,19 @@ def test_lm_loss_equals_cross_entropy_on_assistant_tokens():
     n = logits.shape[0]  # tokens 8 and 9 are the last two; they are predicted from the two before them
     expected = torch.nn.functional.cross_entropy(logits[n - 3 : n - 1], torch.tensor([8, 9]))
     torch.testing.assert_close(out.lm_loss, expected)
+
+
+def test_sample_losses_are_per_sample_token_means():
+    model = tiny_model()
+    ids = torch.tensor([[5, IMAGE, 7, 8, 9], [5, IMAGE, 7, 8, 9]])
+    labels = torch.tensor([[-100, -100, -100, 8, 9], [-100, -100, -100, -100, 9]])  # 2 tokens, then 1
+    inputs = collate([frames(model, 1, seed=3), frames(model, 1, seed=4)])
+    out = model(ids, torch.ones_like(ids), labels=labels, **inputs)
+    n = out.logits.shape[1]
+    first = torch.nn.functional.cross_entropy(out.logits[0, n - 3 : n - 1], torch.tensor([8, 9]))
+    second = torch.nn.functional.cross_entropy(out.logits[1, n - 2 : n - 1], torch.tensor([9]))
+    torch.testing.assert_close(out.sample_losses, torch.stack([first, second]).detach())
+    torch.testing.assert_close(out.lm_loss, (2 * first + second) / 3)  # mean over all trained tokens
 
 
 def test_padding_side_does_not_change_results():

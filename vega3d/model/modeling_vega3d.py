@@ -38,11 +38,13 @@ def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Sequential:
 @dataclass
 class Vega3DOutput(ModelOutput):
     """Forward result. ``logits`` [B, L', vocab] cover the expanded sequence (visual tokens inserted);
-    ``ground_scores[i]`` [K_i + 1] (last = zero-target) for grounding samples, else None."""
+    ``ground_scores[i]`` [K_i + 1] (last = zero-target) for grounding samples, else None;
+    ``sample_losses`` [B] (detached): token-mean CE of an LM sample, InfoNCE of a grounding sample."""
 
     loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
     ground_loss: torch.Tensor | None = None
+    sample_losses: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     ground_scores: list[torch.Tensor | None] | None = None
     attention_mask: torch.Tensor | None = None
@@ -292,12 +294,17 @@ class Vega3DModel(Vega3DPreTrainedModel):
         head = self.language_model.lm_head
 
         lm_loss = None
+        sample_losses = hidden.new_zeros(batch, dtype=torch.float32)  # [B]
         if seq.labels is not None:
             targets = seq.labels[:, 1:]  # [B, L'-1]
             chosen = targets != IGNORE_INDEX
             if chosen.any():
                 picked = head(hidden[:, :-1][chosen])  # [n, vocab] only where a label is trained
-                lm_loss = F.cross_entropy(picked.float(), targets[chosen])
+                token_losses = F.cross_entropy(picked.float(), targets[chosen], reduction="none")  # [n]
+                lm_loss = token_losses.mean()
+                rows = chosen.nonzero()[:, 0]  # sample of each trained token
+                counts = torch.bincount(rows, minlength=batch).clamp_min(1)
+                sample_losses = sample_losses.index_add(0, rows, token_losses.detach()) / counts
 
         scores: list[torch.Tensor | None] = [None] * batch
         ground_losses = []
@@ -313,6 +320,7 @@ class Vega3DModel(Vega3DPreTrainedModel):
             if ground_positives is not None and ground_positives[i] is not None:
                 ground_losses.append(infonce_loss(scores[i], ground_positives[i].to(hidden.device),
                                                   self.config.ground_temperature))
+                sample_losses[i] = ground_losses[-1].detach()
         ground_loss = torch.stack(ground_losses).mean() if ground_losses else None
 
         loss = None
@@ -321,6 +329,7 @@ class Vega3DModel(Vega3DPreTrainedModel):
             loss = sum(parts) if parts else hidden.sum() * 0.0  # keeps the graph when nothing is supervised
         return Vega3DOutput(
             loss=loss, lm_loss=lm_loss, ground_loss=ground_loss,
+            sample_losses=sample_losses if loss is not None else None,
             logits=head(hidden) if return_logits else None,
             ground_scores=scores if any(grounding) else None,
             attention_mask=seq.attention_mask, labels=seq.labels,
