@@ -162,3 +162,18 @@ def test_eager_and_sdpa_attention_agree():
     eager = model(ids, mask, **inputs)
     real = sdpa.attention_mask.bool()
     torch.testing.assert_close(sdpa.logits[real], eager.logits[real], atol=1e-5, rtol=1e-4)
+
+
+def test_flash_attention_requested_without_the_package_fails_clearly():
+    from importlib.util import find_spec
+
+    from tests.model.helpers import tiny_model_config
+    from vega3d.model.configuration import build_hf_config
+
+    cfg = tiny_model_config(attn_implementation="flash_attention_2")
+    if find_spec("flash_attn") is not None:
+        assert build_hf_config(cfg)._attn_implementation == "flash_attention_2"
+    else:
+        with pytest.raises(ValueError, match="flash-attn"):
+            build_hf_config(cfg)
+    assert build_hf_config(tiny_model_config())._attn_implementation == "sdpa"
