@@ -174,3 +174,8 @@ def test_not_a_checkpoint_folder(tmp_path):
 def test_block_out_of_range(tiny_wan):
     with pytest.raises(ValueError, match="generative.block=7: the DiT has 4 blocks"):
         build_wan(wan_config(tiny_wan[0], block=7), 4, "cpu", "t2v")
+
+
+def test_resolution_must_fit_the_latent_patch_grid(tiny_wan):
+    with pytest.raises(ValueError, match=r"generative.resolution=\[120, 112\]: width and height must be multiples of 16"):
+        build_wan(wan_config(tiny_wan[0], resolution=(120, 112)), 4, "cpu", "t2v")

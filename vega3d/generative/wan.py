@@ -108,6 +108,10 @@ class WanEncoder(GenerativeEncoder):
         self._weights_id = weights_id
         if not 0 <= self.block < transformer.config.num_layers:
             raise ValueError(f"generative.block={self.block}: the DiT has {transformer.config.num_layers} blocks")
+        stride = vae.config.scale_factor_spatial * transformer.config.patch_size[1]
+        if self.resolution[0] % stride or self.resolution[1] % stride:
+            raise ValueError(f"generative.resolution={list(self.resolution)}: width and height must be multiples of "
+                             f"{stride} (VAE x DiT patch), e.g. [832, 480]")
 
     def fingerprint(self) -> str:
         return self._weights_id
