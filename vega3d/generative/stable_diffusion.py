@@ -51,8 +51,8 @@ class _SDBase(GenerativeEncoder):
 
     normalization = SIGNED_UNIT
 
-    def __init__(self, vae: torch.nn.Module, cfg: GenerativeConfig, grid: int, device, weights_id: str,
-                 resolution: tuple[int, int]) -> None:
+    def __init__(self, vae: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
+                 weights_id: str, resolution: tuple[int, int]) -> None:
         super().__init__(grid, resolution, cfg.crop, device)
         self.vae, self.seed, self._weights_id = vae, cfg.seed, weights_id
         self.dtype = next(vae.parameters()).dtype
@@ -71,7 +71,8 @@ class SDVAEEncoder(_SDBase):
 
     encoder_id = "vae"
 
-    def __init__(self, vae, cfg, grid, device, weights_id) -> None:
+    def __init__(self, vae: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
+                 weights_id: str) -> None:
         super().__init__(vae, cfg, grid, device, weights_id, VAE_RESOLUTION)
         self.channels = vae.config.latent_channels
 
@@ -84,7 +85,8 @@ class SD21Encoder(_SDBase):
 
     encoder_id = "sd21"
 
-    def __init__(self, unet, vae, text_embedding, abar: float, cfg, grid, device, weights_id) -> None:
+    def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_embedding: torch.Tensor, abar: float,
+                 cfg: GenerativeConfig, grid: int, device: torch.device | str, weights_id: str) -> None:
         super().__init__(vae, cfg, grid, device, weights_id, cfg.resolution)
         self.unet, self.timestep, self.abar = unet, cfg.timestep, abar
         self.channels = unet.config.block_out_channels[-1]
@@ -108,7 +110,8 @@ class SVDEncoder(_SDBase):
 
     encoder_id = "svd"
 
-    def __init__(self, unet, vae, image_encoder, sigma: float, cfg, grid, device, weights_id) -> None:
+    def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, image_encoder: torch.nn.Module, sigma: float,
+                 cfg: GenerativeConfig, grid: int, device: torch.device | str, weights_id: str) -> None:
         super().__init__(vae, cfg, grid, device, weights_id, cfg.resolution)
         self.unet, self.image_encoder, self.sigma = unet, image_encoder, sigma
         self.channels = unet.config.block_out_channels[-1]

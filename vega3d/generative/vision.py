@@ -30,7 +30,8 @@ VJEPA2_SHORT_SIDE = 256
 class _VisionBase(GenerativeEncoder):
     normalization = IMAGENET
 
-    def __init__(self, model: torch.nn.Module, cfg: GenerativeConfig, grid: int, device, weights_id: str) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
+                 weights_id: str) -> None:
         super().__init__(grid, RESOLUTION, cfg.crop, device)
         self.model, self._weights_id = model, weights_id
         self.channels = model.config.hidden_size
