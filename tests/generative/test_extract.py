@@ -117,3 +117,18 @@ def test_cli_extract_then_validate(data_root, tmp_path):
                                  f"generative.feature_id={summary['feature_id']}", "--store", store, "--validate"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.rindex("{"):])["files"] == 1
+
+
+@pytest.mark.slow
+def test_cli_two_workers_split_the_scenes(data_root, tmp_path):
+    import subprocess
+    import sys
+
+    store = tmp_path / "features"
+    args = [sys.executable, "-m", "vega3d.cli", "extract", "--set", f"data.root={data_root}", "--store", str(store),
+            "--workers", "2", "--no-progress"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted(s["scenes"] for s in summaries) == [2, 2]
+    assert len(list(store.rglob("*.safetensors"))) == 4
