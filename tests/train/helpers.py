@@ -1,4 +1,5 @@
-"""A toy model and data set with the Vega3DModel call contract, for testing the training machinery fast.
+"""A toy model and data set with the Vega3DModel call contract, for testing the training machinery fast, and
+the runner of ``tests/train/worker.py`` processes.
 
 ToyModel takes the same forward arguments as ``Vega3DModel`` (lists of per-sample visual tensors, proposals
 and ground positives for grounding samples) and returns ``loss`` plus ``sample_losses`` [B]. Its parameter
@@ -8,13 +9,20 @@ runs are deterministic. ToyDataset draws every sample from a generator seeded by
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from vega3d.config import ALL_TASKS
 
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "tests" / "train" / "worker.py"
 VOCAB = 32
 IMAGE = 8
 
@@ -88,3 +96,22 @@ class ToyDataset(torch.utils.data.Dataset):
             sample["proposals"] = boxes
             sample["ground_positives"] = boxes[:, 0] == boxes[:, 0].max()  # learnable: the box with largest x
         return sample
+
+
+def run_worker(tmp: Path, name: str, nproc: int, overrides: list[str], env: dict | None = None,
+               check: bool = True) -> dict | None:
+    """Run ``tests/train/worker.py`` with ``nproc`` processes, output under ``tmp/name``; returns its result
+    JSON (None when it died and ``check`` is False)."""
+    result = tmp / f"{name}.json"
+    if nproc == 1:
+        command = [sys.executable, str(WORKER)]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(WORKER)]
+    full_env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"), **(env or {})}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        full_env.pop(key, None)
+    args = [str(result), f"train.output_uri={tmp / name}", *overrides]
+    proc = subprocess.run(command + args, env=full_env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(result.read_text()) if result.exists() else None

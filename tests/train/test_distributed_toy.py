@@ -1,40 +1,17 @@
-"""DeepSpeed on CPU through real processes, with the toy model (fast): ZeRO-2/3 equivalence, SIGKILL resume.
+"""DeepSpeed on CPU through real processes: ZeRO-2/3 equivalence (toy model, fast), SIGKILL resume (toy and tiny).
 
-Each run is ``tests/train/toy_worker.py`` under ``python`` (1 process) or ``torchrun --standalone`` (2 processes).
+Each run is ``tests/train/worker.py`` under ``python`` (1 process) or ``torchrun --standalone`` (2 processes).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKER = ROOT / "tests" / "train" / "toy_worker.py"
-
-
-def run_worker(tmp: Path, name: str, nproc: int, overrides: list[str], env: dict | None = None,
-               check: bool = True) -> dict | None:
-    """Run the toy worker; returns its result JSON (None when it died and check=False)."""
-    result = tmp / f"{name}.json"
-    if nproc == 1:
-        command = [sys.executable, str(WORKER)]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(WORKER)]
-    full_env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"), **(env or {})}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        full_env.pop(key, None)
-    args = [str(result), f"train.output_uri={tmp / name}", *overrides]
-    proc = subprocess.run(command + args, env=full_env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(result.read_text()) if result.exists() else None
+from tests.train.helpers import run_worker
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -58,19 +35,28 @@ def test_two_processes_match_one_process_same_global_batch(tmp_path: Path, stage
         torch.testing.assert_close(w2[key], w1[key], rtol=1e-5, atol=1e-6)
 
 
-def test_sigkill_during_checkpoint_then_resume_gives_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["toy", "tiny"])
+def test_sigkill_during_checkpoint_then_resume_gives_same_weights(
+    tmp_path: Path, model: str, request: pytest.FixtureRequest
+) -> None:
+    """SIGKILL while checkpoint 4 is being written; the rerun resumes from checkpoint 2 and ends with exactly
+    the weights of an uninterrupted run (toy model, and the tiny VEGA-3D model with online Wan features)."""
     common = ["train.zero_stage=2", "train.max_steps=6", "train.save_steps=2", "train.save_total_limit=2"]
-    full = run_worker(tmp_path, "full", 1, common)
+    env = {"WORKER_MODEL": model}
+    if model == "tiny":
+        common.append(f"data.root={request.getfixturevalue('train_root')}")
+    full = run_worker(tmp_path, "full", 1, common, env=env)
     assert full["resumed_from_step"] == 0
 
-    killed = run_worker(tmp_path, "killed", 1, common, env={"VEGA3D_TEST_KILL_AT_SAVE": "4"}, check=False)
+    killed = run_worker(tmp_path, "killed", 1, common, env={**env, "VEGA3D_TEST_KILL_AT_SAVE": "4"},
+                        check=False)
     assert killed is None  # SIGKILLed before finishing
     checkpoints = tmp_path / "killed" / "checkpoints"
     names = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
     assert names == [".tmp-step-00000004", "step-00000002"]  # the interrupted write is left partial
     assert not (checkpoints / ".tmp-step-00000004" / "complete.json").exists()
 
-    resumed = run_worker(tmp_path, "killed", 1, common)
+    resumed = run_worker(tmp_path, "killed", 1, common, env=env)
     assert resumed["resumed_from_step"] == 2  # the partial step-4 folder was never chosen
     assert [r["step"] for r in resumed["history"]] == [3, 4, 5, 6]
     assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in full["history"][2:]]

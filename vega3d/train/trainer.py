@@ -14,13 +14,14 @@ processes with accumulation ``a`` log the same curve (the sampler gives them the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -423,13 +424,34 @@ def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> Tra
         parent_run_id = tracker.start_pipeline_run(
             cfg.tracking.experiment, f"train-{os.getpid()}-{int(time.time())}", cfg.preset, run_name="train"
         )
-    with tracker.stage_run(parent_run_id, "train") as stage:
+    with tracker.stage_run(parent_run_id, "train") as stage, system_metrics(stage.run_id, cfg.tracking.uri):
         registered = cfg.tracking.registered_model if standalone else None
         bridge = MlflowTrainTracker(stage, registered) if stage.run_id else None
         result = build_training(cfg, bridge).train()
         if bridge is not None:
             stage.log_metrics(result.summary_metrics(), step=result.history[-1].step if result.history else 0)
     return result
+
+
+@contextlib.contextmanager
+def system_metrics(run_id: str | None, tracking_uri: str | None) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network, GPU: ``system/...``) on ``run_id`` while training;
+    sampled every 10 s (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``). Nothing when ``run_id`` is None."""
+    monitor = None
+    if run_id is not None:
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(run_id, tracking_uri=tracking_uri)
+            monitor.start()
+        except Exception as error:  # noqa: BLE001 - monitoring must never stop training
+            logger.warning("MLflow system metrics are off: %s", error)
+            monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            monitor.finish()
 
 
 def run_training(cfg: Vega3DConfig, parent_run_id: str | None = None) -> str:

@@ -1,6 +1,8 @@
-"""Worker run by torchrun (or directly) in the training tests: trains ToyModel and writes the history.
+"""Worker run by torchrun (or directly) in the training tests: trains and writes the history as JSON.
 
-Usage: ``python tests/train/toy_worker.py RESULT_JSON [key=value overrides of the tiny preset...]``.
+Usage: ``python tests/train/worker.py RESULT_JSON [key=value overrides of the tiny preset...]``.
+``WORKER_MODEL=toy`` (default) trains ToyModel on ToyDataset (``TOY_SIZE`` samples); ``WORKER_MODEL=tiny``
+trains the tiny VEGA-3D model on the processed records of ``data.root`` (``build_training``).
 With ``VEGA3D_TEST_KILL_AT_SAVE=N`` the process SIGKILLs itself in the middle of writing checkpoint N
 (after DeepSpeed wrote the engine files, before the checkpoint is marked complete).
 """
@@ -23,7 +25,7 @@ from vega3d.config import load_config  # noqa: E402
 from vega3d.train import checkpointing  # noqa: E402
 from vega3d.train.collator import Vega3DCollator  # noqa: E402
 from vega3d.train.launch import ensure_process_env  # noqa: E402
-from vega3d.train.trainer import Trainer  # noqa: E402
+from vega3d.train.trainer import Trainer, build_training  # noqa: E402
 
 
 def _kill_during_save(step_to_kill: int) -> None:
@@ -51,10 +53,13 @@ def main() -> None:
     ensure_process_env()
     if os.environ.get("VEGA3D_TEST_KILL_AT_SAVE"):
         _kill_during_save(int(os.environ["VEGA3D_TEST_KILL_AT_SAVE"]))
-    cfg = load_config("tiny", overrides)
-    torch.manual_seed(0)
-    dataset = ToyDataset(int(os.environ.get("TOY_SIZE", "40")))
-    trainer = Trainer(cfg, ToyModel(), dataset, Vega3DCollator(pad_token_id=0), dataset.tasks)
+    if os.environ.get("WORKER_MODEL", "toy") == "tiny":
+        trainer = build_training(load_config("tiny", overrides).with_paths_under_root())
+    else:
+        torch.manual_seed(0)
+        dataset = ToyDataset(int(os.environ.get("TOY_SIZE", "40")))
+        trainer = Trainer(load_config("tiny", overrides), ToyModel(), dataset, Vega3DCollator(pad_token_id=0),
+                          dataset.tasks)
     result = trainer.train()
     if trainer.rank == 0:
         Path(result_path).write_text(json.dumps({
