@@ -30,5 +30,7 @@ def evaluate(
 
     result = stages.evaluate(config, task, data.metadata["uri"], model.metadata["uri"], feature_id)
     for name, value in result.items():
-        metrics.log_metric(name, float(value))
+        if name != "task":
+            metrics.log_metric(name, float(value))
+    stages.write_artifact_file(metrics.path, result)
     return json.dumps(result, sort_keys=True)

@@ -26,4 +26,6 @@ def extract(config: str, data: Input[Dataset], features: Output[Dataset], summar
     features.metadata.update({"uri": result["uri"], "feature_id": result["feature_id"]})
     for name, value in result["counts"].items():
         summary.log_metric(name, float(value))
+    stages.write_artifact_file(features.path, dict(features.metadata))
+    stages.write_artifact_file(summary.path, result["counts"])
     return result["feature_id"]

@@ -22,8 +22,9 @@ def prep(config: str, data: Output[Dataset], summary: Output[Metrics]) -> str:
     from vega3d import stages
 
     result = stages.prep(config)
-    data.uri = result["uri"] if "://" in result["uri"] else data.uri
     data.metadata.update({"uri": result["uri"], **result["counts"]})
     for name, value in result["counts"].items():
         summary.log_metric(name, float(value))
+    stages.write_artifact_file(data.path, dict(data.metadata))
+    stages.write_artifact_file(summary.path, result["counts"])
     return result["uri"]

@@ -71,5 +71,5 @@ def setup_run(
         preset, dotted, storage_root, data_uri, mlflow_uri, experiment, run_id or job_id
     )
     with open(config_file.path, "w") as handle:
-        handle.write(config_yaml)
+        handle.write(config_yaml)  # setup_run is never cached: the file is for the UI
     return namedtuple("SetupOutputs", ["config", "parent_run_id"])(config_yaml, parent_run_id)

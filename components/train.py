@@ -27,4 +27,6 @@ def train(config: str, data: Input[Dataset], feature_id: str, model: Output[Mode
     model.metadata.update({"uri": result["uri"]})
     for name, value in result["metrics"].items():
         summary.log_metric(name, float(value))
+    stages.write_artifact_file(model.path, dict(model.metadata))
+    stages.write_artifact_file(summary.path, result["metrics"])
     return result["uri"]

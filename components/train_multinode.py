@@ -48,4 +48,5 @@ def train_multinode(
         tolerations, image, trainjob.path, timeout_s,
     )
     model.metadata.update({"uri": result["uri"], "trainjob": result["trainjob"]})
+    stages.write_artifact_file(model.path, dict(model.metadata))
     return result["uri"]

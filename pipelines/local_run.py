@@ -5,9 +5,7 @@ run in their images in the cluster. kfp-kubernetes settings (GPUs, node pools, s
 locally; storage and MLflow are whatever the parameters point at (the demo starts SeaweedFS and MLflow).
 """
 
-import logging
 import os
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,35 +13,19 @@ from pathlib import Path
 
 from pipelines.vega3d_pipeline import build_pipeline
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class LocalRun:
     """What one local run did."""
 
     run_id: str
-    pipeline_root: Path
-    executed: list[str]  # task names that ran (not served from the cache), in order
-    cache_hits: list[str]
+    run_dir: Path  # kfp.local's folder of this run under the pipeline root
+    executed: list[str]  # tasks that ran (a task served from the cache leaves no executor output)
 
 
-class _TaskLog(logging.Handler):
-    """Collects kfp.local's task lines: which tasks executed and which came from the cache."""
-
-    _cache_hit = re.compile(r"Task ([\w-]+) cache hit")
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.executed: list[str] = []
-        self.cache_hits: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())
-        if match := re.search(r"Executing task '([\w-]+)'", message):
-            self.executed.append(match.group(1))
-        elif match := self._cache_hit.search(message):
-            self.cache_hits.append(match.group(1))
+def executed_tasks(run_dir: Path) -> list[str]:
+    """Names of the tasks that executed in a kfp.local run folder (ParallelFor iterations repeat the name)."""
+    return sorted(path.parent.name for path in run_dir.rglob("executor_output.json"))
 
 
 def run_local(
@@ -67,13 +49,11 @@ def run_local(
         enable_caching=enable_caching,
         raise_on_error=True,
     )
-    collector = _TaskLog()
-    kfp_logger = logging.getLogger()
-    kfp_logger.addHandler(collector)
+    before = set(pipeline_root.iterdir())
     try:
         build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
     except RuntimeError as error:
         raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
-    finally:
-        kfp_logger.removeHandler(collector)
-    return LocalRun(run_id, pipeline_root, collector.executed, collector.cache_hits)
+    new_dirs = sorted(set(pipeline_root.iterdir()) - before)
+    run_dir = new_dirs[-1] if new_dirs else pipeline_root
+    return LocalRun(run_id, run_dir, executed_tasks(run_dir) if new_dirs else [])

@@ -49,8 +49,9 @@ def no_features() -> str:
 def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None = None, local: bool = False):
     """Return the pipeline function; ``cached_steps`` names the steps that may come from the cache.
 
-    ``local=True`` leaves out the cluster placement (kfp.local ignores it, and cannot resolve runtime
-    accelerator parameters inside nested groups); the DAG and every step are the same.
+    ``local=True`` builds the same DAG for kfp.local minus what only a cluster has: the cluster placement
+    (kfp.local ignores it, and cannot resolve runtime accelerator parameters inside nested groups) and the
+    multi-node TrainJob branch (kfp.local cannot select between two artifacts with OneOf).
     """
     placement = placement or Placement()
     cached = set(cached_steps)
@@ -124,20 +125,28 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
             with dsl.Else(name="no-offline-features"):
                 skip_task = no_features().set_caching_options(False)
             feature_id = dsl.OneOf(extract_task.outputs["Output"], skip_task.output)
-            with dsl.If(num_nodes > 1, name="multi-node"):
-                multinode_task = _cache(
-                    train_multinode(
-                        config=config, data=prep_task.outputs["data"], feature_id=feature_id, num_nodes=num_nodes,
-                        gpus_per_node=num_gpus, accelerator_type=accelerator_type,
-                        node_selector=gpu_node_selector, tolerations=gpu_tolerations, timeout_s=train_timeout_s,
-                    ),
-                    "train",
-                )
-            with dsl.Else(name="single-node"):
+            if local:  # one machine: no cluster to launch a multi-node TrainJob on
+                multinode_task = None
                 train_task = _cache(
                     train(config=config, data=prep_task.outputs["data"], feature_id=feature_id), "train"
                 )
-            model = dsl.OneOf(multinode_task.outputs["model"], train_task.outputs["model"])
+                model = train_task.outputs["model"]
+            else:
+                with dsl.If(num_nodes > 1, name="multi-node"):
+                    multinode_task = _cache(
+                        train_multinode(
+                            config=config, data=prep_task.outputs["data"], feature_id=feature_id,
+                            num_nodes=num_nodes, gpus_per_node=num_gpus, accelerator_type=accelerator_type,
+                            node_selector=gpu_node_selector, tolerations=gpu_tolerations,
+                            timeout_s=train_timeout_s,
+                        ),
+                        "train",
+                    )
+                with dsl.Else(name="single-node"):
+                    train_task = _cache(
+                        train(config=config, data=prep_task.outputs["data"], feature_id=feature_id), "train"
+                    )
+                model = dsl.OneOf(multinode_task.outputs["model"], train_task.outputs["model"])
             with dsl.If(run_eval == True, name="evaluate"):  # noqa: E712 - kfp condition
                 with dsl.ParallelFor(TASKS, parallelism=2, name="benchmarks") as task_name:
                     eval_task = _cache(

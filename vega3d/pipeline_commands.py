@@ -67,7 +67,8 @@ def run_command(
     from pipelines.local_run import run_local
 
     result = run_local(parse_params(param or []), pipeline_root, enable_caching=bool(cache), cached_steps=cache or [])
-    typer.echo(f"run {result.run_id}: executed {len(result.executed)} tasks, {len(result.cache_hits)} from cache")
+    typer.echo(f"run {result.run_id}: {len(result.executed)} tasks executed ({', '.join(result.executed)}); "
+               f"step outputs under {result.run_dir}")
 
 
 app.command("submit")(submit_command)

@@ -275,3 +275,13 @@ def finalize(mlflow_uri: str, experiment: str, run_key: str, state: str, error_m
     if status == "FAILED" and error_message:
         tracker.set_tags(parent, {"vega3d.error": error_message[:4000]})
     tracker.set_run_status(parent, status)
+
+
+def write_artifact_file(path: str, content: dict[str, Any]) -> None:
+    """Write a step's artifact file (JSON of its metadata or metrics).
+
+    Kubeflow artifacts here mostly point at URIs under the storage root, but every artifact still gets a
+    file: kfp treats an output artifact without one as missing, which would defeat step caching.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(content, indent=2, sort_keys=True))
