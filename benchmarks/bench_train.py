@@ -6,10 +6,11 @@
    rarely hits, so every sample pays the encoder; target offline >= 1.5x online.
 2. ZeRO-2 with 2 processes vs 1 process (baseline model, same micro batch per process), global samples/s.
 
-Each run trains ``--steps`` optimiser steps in a fresh process; throughput = samples / time over the steps
-after the first ``--warmup`` (frame loading, op build, first allocations), from the run's train_history.json.
+Each run trains ``--steps`` optimiser steps in a fresh process with one intra-op thread per process;
+throughput = samples / time over the steps after the first ``--warmup`` (first visit of each scene's frames,
+first allocations), from the run's train_history.json.
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 30] [--warmup 5]
+    .venv/bin/python benchmarks/bench_train.py [--steps 40] [--warmup 10]
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def build_root(folder: Path) -> Path:
 
 
 def cli(args: list[str]) -> str:
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}
+    # One intra-op thread per process in every run (torchrun's own default for N > 1): on a small shared
+    # machine two spinning OpenMP threads per process make step times swing by 10x.
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "vega3d.cli", *args], env=env, capture_output=True, text=True,
                           cwd=REPO)
     if proc.returncode != 0:
@@ -75,8 +78,8 @@ def sets_value(sets: list[str], key: str, default: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30, help="optimiser steps per run")
-    parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the throughput")
+    parser.add_argument("--steps", type=int, default=40, help="optimiser steps per run")
+    parser.add_argument("--warmup", type=int, default=10, help="first steps left out of the throughput")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         folder = Path(tmp)
@@ -97,7 +100,7 @@ def main() -> None:
     print(f"offline / online ratio       {offline / online:7.2f}x (target >= 1.5x)")
     print(f"ZeRO-2 1 process             {one:7.2f} samples/s")
     print(f"ZeRO-2 2 processes           {two:7.2f} samples/s")
-    print(f"2-process / 1-process ratio  {two / one:7.2f}x (on {os.cpu_count()} CPU cores)")
+    print(f"2-process / 1-process ratio  {two / one:7.2f}x (1 thread per process, {os.cpu_count()} CPU cores)")
 
 
 if __name__ == "__main__":
