@@ -142,3 +142,20 @@ def test_tiny_preset_learns_every_task(train_root: Path, tmp_path: Path) -> None
         assert len(losses) >= 3 * k, task
         limit = 0.6 if task in ("scanqa", "sqa3d", "scan2cap") else 0.85
         assert last < limit * first, f"{task}: first-{k} mean {first:.3f}, last-{k} mean {last:.3f}"
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_switch_keeps_the_loss_curve(train_root: Path, tmp_path: Path) -> None:
+    """model.gradient_checkpointing=true recomputes activations (ZeRO-3) and trains to the same curve."""
+    from vega3d.config import load_config
+    from vega3d.model.checkpoint import load_model
+
+    cfg = load_config("tiny", [f"data.root={train_root}", "model.gradient_checkpointing=true",
+                               "generative.backbone=none"]).with_paths_under_root()
+    model, _ = load_model(cfg.model.checkpoint, cfg.model)
+    assert model.is_gradient_checkpointing
+    common = ["train.max_steps=3", "train.zero_stage=3", "generative.backbone=none"]
+    vega3d_train(train_root, str(tmp_path / "on"), common + ["model.gradient_checkpointing=true"])
+    vega3d_train(train_root, str(tmp_path / "off"), common + ["model.gradient_checkpointing=false"])
+    on, off = history(str(tmp_path / "on")), history(str(tmp_path / "off"))
+    assert [r["loss"] for r in on] == pytest.approx([r["loss"] for r in off], rel=1e-5)

@@ -8,6 +8,9 @@ its own data order), and identical behaviour on CPU (gloo) and GPU (nccl) withou
 DeepSpeed itself does the distributed work: ZeRO-2/3 sharding, gradient accumulation, clipping, bf16, the
 scheduler step and the engine checkpoint format.
 
+Gradient checkpointing (``model.gradient_checkpointing``) is switched on by the model loader
+(``vega3d.model.checkpoint.load_model``), so the loop runs the model as loaded.
+
 Per step the loss is averaged over micro-batches and ranks, so 1 process with accumulation ``k*a`` and ``k``
 processes with accumulation ``a`` log the same curve (the sampler gives them the same micro-batches).
 """
@@ -185,8 +188,6 @@ class Trainer:
         import deepspeed
 
         train = self.cfg.train
-        if self.cfg.model.gradient_checkpointing and hasattr(self.model, "gradient_checkpointing_enable"):
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         optimizer = build_optimizer(self.model, train)
         scheduler = build_scheduler(optimizer, train, total_steps)
         config = build_deepspeed_config(train, self.world_size, self.on_gpu)
