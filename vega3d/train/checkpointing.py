@@ -152,7 +152,8 @@ class CheckpointManager:
             storage.upload_file(path, storage.join(uri, path.relative_to(folder).as_posix()))
 
     def prune(self) -> None:
-        """Delete all but the newest ``keep_last`` complete checkpoints and partial folders older than them."""
+        """Delete all but the newest ``keep_last`` complete checkpoints, and every partial folder (left by an
+        interrupted write; prune runs on rank 0 right after a save completes, when no write is in progress)."""
         complete, partial = [], []
         for name in storage.listdir(self.checkpoints_uri):
             match = _STEP_DIR.match(name)
