@@ -7,6 +7,7 @@ locally; storage and MLflow are whatever the parameters point at (the demo start
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ def run_local(
         enable_caching=enable_caching,
         raise_on_error=True,
     )
+    # Our images hold exactly this package, which is what runs here: kfp's warning about custom images is noise.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     before = set(pipeline_root.iterdir())
     try:
         build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
