@@ -159,3 +159,23 @@ def test_gradient_checkpointing_switch_keeps_the_loss_curve(train_root: Path, tm
     vega3d_train(train_root, str(tmp_path / "off"), common + ["model.gradient_checkpointing=false"])
     on, off = history(str(tmp_path / "on")), history(str(tmp_path / "off"))
     assert [r["loss"] for r in on] == pytest.approx([r["loss"] for r in off], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_offline_features_train_like_online_features(train_root: Path, tmp_path: Path) -> None:
+    """Features read from the store (``vega3d extract``) give the same loss curve as the online encoder."""
+    store = tmp_path / "features"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vega3d.cli", "extract", "--preset", "tiny", "--set", f"data.root={train_root}",
+         "--store", str(store), "--split", "train", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    feature_id = json.loads(proc.stdout.strip().splitlines()[-1])["feature_id"]
+    common = ["train.max_steps=4"]
+    vega3d_train(train_root, str(tmp_path / "online"), common + ["generative.mode=online"])
+    vega3d_train(train_root, str(tmp_path / "offline"), common + [
+        "generative.mode=offline", f"generative.feature_id={feature_id}", f"generative.feature_root={store}"])
+    online, offline = history(str(tmp_path / "online")), history(str(tmp_path / "offline"))
+    assert [r["loss"] for r in offline] == pytest.approx([r["loss"] for r in online], rel=1e-5)

@@ -399,15 +399,16 @@ def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Tr
     from vega3d.train.collator import Vega3DCollator
     from vega3d.train.dataset import Vega3DDataset, load_records
 
-    # Modules new to the checkpoint (generative projector, fusion, grounding head) are initialised from the
-    # RNG: the same seed on every rank gives every rank the same start (ZeRO-3 partitions each rank's copy).
-    seed_everything(cfg.train.seed)
     features = None
     if cfg.generative.backbone != "none":
         from vega3d.generative.source import open_feature_source
 
         device = f"cuda:{dist_env()[2]}" if torch.cuda.is_available() else "cpu"
         features = open_feature_source(cfg.generative, cfg.model.pooled_grid, device, cfg.data.root)
+    # Modules new to the checkpoint (generative projector, fusion, grounding head) are initialised from the
+    # RNG, seeded right here: every rank starts identical (ZeRO-3 partitions each rank's own copy), and the
+    # start does not depend on what built the feature source (an online encoder consumes random numbers).
+    seed_everything(cfg.train.seed)
     model, tokenizer = load_model(cfg.model.checkpoint, cfg.model, features.channels if features else 0)
     records = load_records(DataLayout(cfg.data.root), cfg.data.tasks, "train")
     dataset = Vega3DDataset(cfg, tokenizer, records, features)
