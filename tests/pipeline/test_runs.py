@@ -54,6 +54,14 @@ def test_pipeline_overrides_skip_sentinels_but_keep_zero():
     assert cfg.train.lr == load_config("tiny").train.lr
 
 
+def test_pipeline_overrides_load_back_as_typed_values():
+    # "1e-05" is a string to YAML 1.1 (no dot); the config must still read it as the float
+    overrides = pipeline_overrides(lr=1e-05, vision_lr=2e-06, epochs=3.0, frames=8, sampling="max-coverage")
+    cfg = load_config("tiny", overrides)
+    assert (cfg.train.lr, cfg.train.vision_lr, cfg.train.epochs) == (1e-05, 2e-06, 3.0)
+    assert (cfg.data.frames_upbound, cfg.data.sampling) == (8, "max-coverage")
+
+
 def test_resolve_puts_data_and_outputs_under_the_storage_root():
     cfg = resolve_run_config("tiny", ["train.max_steps=4"], ROOT, DATA, "http://mlflow:5000", "exp")
     digest = config_digest(cfg)
