@@ -68,6 +68,7 @@ def main() -> None:
             "history": [asdict(r) for r in result.history],
         }))
     if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank done (rank 0 wrote the result) before the group goes
         torch.distributed.destroy_process_group()
 
 

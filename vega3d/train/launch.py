@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.result and int(os.environ.get("RANK", "0")) == 0:
         Path(args.result).write_text(json.dumps({"model_uri": result.model_uri, "metrics": result.summary_metrics()}))
     if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank done (rank 0 wrote the result) before the group goes
         torch.distributed.destroy_process_group()
 
 

@@ -260,6 +260,9 @@ class Trainer:
             storage.write_json(storage.join(train.output_uri, HISTORY_FILE), [asdict(r) for r in history], indent=1)
         if self.tracker is not None and self.rank == 0:
             self.tracker.log_model(model_uri)
+        engine.destroy()  # releases ZeRO-3 hooks and parameter prefetching before the process group goes
+        if dist.is_initialized():
+            dist.barrier()
         return TrainResult(model_uri=model_uri, history=history, resumed_from_step=start_step)
 
     def _report(self, record: StepRecord, progress: Any) -> None:
