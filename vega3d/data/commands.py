@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vega3d.cli_options import PresetOption, SetOption, config_from_options
+
 if TYPE_CHECKING:
     from vega3d.config import SyntheticConfig
     from vega3d.data.check import Problem
@@ -15,19 +17,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
 
 RootOption = Annotated[Path | None, typer.Option("--root", help="Data root folder (default: the preset's data.root).")]
-PresetOption = Annotated[str, typer.Option("--preset", help="Config preset name or YAML file giving the defaults.")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Config override section.field=value (repeat), e.g. data.voxel_size=0.2.")
-]
-
-
-def _config(preset: str, overrides: list[str] | None):
-    from vega3d.config import ConfigError, load_config
-
-    try:
-        return load_config(preset, overrides or [])
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
 
 
 def print_problems(problems: list[Problem]) -> None:
@@ -73,7 +62,7 @@ def synth(
 
     from vega3d.config import SyntheticConfig, format_validation_error
 
-    cfg = _config(preset, None)
+    cfg = config_from_options(preset, None)
     given = {"num_train": num_train, "num_val": num_val, "num_test": num_test, "frames": frames, "width": width,
              "height": height, "min_objects": min_objects, "max_objects": max_objects, "seed": seed}
     try:
@@ -91,7 +80,7 @@ def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
 
-    target = root or Path(_config(preset, None).data.root)
+    target = root or Path(config_from_options(preset, None).data.root)
     problems = check_data_root(target, progress=True)
     if problems:
         print_problems(problems)
@@ -105,7 +94,7 @@ def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption
     from vega3d.data.prep import PrepError, run_prep
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = _config(preset, set_)
+    cfg = config_from_options(preset, set_)
     target = root or Path(cfg.data.root)
     try:
         report = run_prep(target, cfg.data)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vega3d.cli_options import PresetOption, SetOption, config_from_options
+
 if TYPE_CHECKING:
     from vega3d.config import Vega3DConfig
     from vega3d.evaluation.tasks import EvalResult
@@ -25,15 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TASK_CHOICES = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d", "all")
-
-
-def _config(preset: str, overrides: list[str] | None) -> Vega3DConfig:
-    from vega3d.config import ConfigError, load_config
-
-    try:
-        return load_config(preset, overrides or [])
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
 
 
 def evaluate_task(
@@ -88,8 +81,8 @@ def evaluate_task(
 
 def eval_command(
     task: Annotated[str, typer.Argument(help=f"Benchmark to evaluate: one of {', '.join(TASK_CHOICES)}.")],
-    preset: Annotated[str, typer.Option("--preset", help="Config preset name or YAML file.")] = "tiny",
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override section.field=value (repeat).")] = None,
+    preset: PresetOption = "tiny",
+    overrides: SetOption = None,
     data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: data.root).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split (default: test for SQA3D, val otherwise).")] = None,
     predictions: Annotated[str | None, typer.Option(
@@ -137,7 +130,7 @@ def eval_command(
         offline = feature_id not in ("None", "none", "")
         sets += [f"generative.mode={'offline' if offline else 'online'}",
                  f"generative.feature_id={feature_id if offline else 'null'}"]
-    cfg = _config(preset, sets)
+    cfg = config_from_options(preset, sets)
     if shard_index is not None and shard_index >= cfg.eval.num_shards:
         raise typer.BadParameter(f"--shard-index {shard_index} must be < --num-shards {cfg.eval.num_shards}")
 

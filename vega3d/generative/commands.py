@@ -8,15 +8,14 @@ from typing import Annotated
 
 import typer
 
+from vega3d.cli_options import PresetOption, SetOption, config_from_options
+
 logger = logging.getLogger(__name__)
 
 
 def extract_command(
-    preset: Annotated[str, typer.Option("--preset", help="Config preset name or YAML file.")] = "tiny",
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Config override section.field=value (repeat), e.g. generative.block=20."),
-    ] = None,
+    preset: PresetOption = "tiny",
+    overrides: SetOption = None,
     store: Annotated[
         str | None, typer.Option("--store", help="Feature store URI (local path or s3://); default generative.feature_root or <data.root>/features.")
     ] = None,
@@ -37,13 +36,8 @@ def extract_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the tqdm progress bar.")] = True,
 ) -> None:
     """Extract the generative features of every sampled frame list of every scene (existing keys are skipped)."""
-    from vega3d.config import ConfigError, load_config
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = load_config(preset, overrides or []).with_paths_under_root()
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
+    cfg = config_from_options(preset, overrides or []).with_paths_under_root()
     from vega3d.generative.extract import default_store_uri
 
     uri = store or default_store_uri(cfg)

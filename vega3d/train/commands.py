@@ -8,15 +8,14 @@ from typing import Annotated
 
 import typer
 
+from vega3d.cli_options import PresetOption, SetOption, config_from_options
+
 logger = logging.getLogger(__name__)
 
 
 def train_command(
-    preset: Annotated[str, typer.Option("--preset", help="Config preset name or YAML file.")] = "tiny",
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Config override section.field=value (repeat), e.g. train.max_steps=20."),
-    ] = None,
+    preset: PresetOption = "tiny",
+    overrides: SetOption = None,
     nproc: Annotated[
         int | None,
         typer.Option("--nproc", help="Processes on this machine (torchrun --standalone); default train.nproc. "
@@ -39,8 +38,6 @@ def train_command(
     ] = None,
 ) -> None:
     """Train VEGA-3D per the preset; prints the final model URI and summary metrics as JSON."""
-    from vega3d.config import ConfigError, load_config
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     extra = list(overrides or [])
     if output:
@@ -49,10 +46,7 @@ def train_command(
         extra.append(f"tracking.uri={tracking_uri}")
     if nproc is not None:
         extra.append(f"train.nproc={nproc}")
-    try:
-        cfg = load_config(preset, extra).with_paths_under_root()
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
+    cfg = config_from_options(preset, extra).with_paths_under_root()
     from vega3d.train.launch import inside_torchrun, launch_training
 
     if not resume and not inside_torchrun():
