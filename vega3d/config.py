@@ -192,6 +192,12 @@ class TrackingConfig(_Section):
     uri: str | None = Field(None, description="MLflow tracking URI; None = no tracking")
     experiment: str = "vega3d"
     registered_model: str = "vega3d"
+    gate_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "scanrefer/acc_iou25", "multi3drefer/f1_iou25", "scan2cap/cider_iou50", "scanqa/cider", "sqa3d/em"
+        ],
+        description="metrics (higher is better) a new model must not lose on, and win on one, to become champion",
+    )
 
 
 class Vega3DConfig(_Section):

@@ -28,8 +28,6 @@ RUN_KEY_ENV = "VEGA3D_PIPELINE_RUN_ID"
 DATA_SUBPATHS = ["scannet", "embodiedscan", "metadata", "benchmark", "processed", "models", "synthetic_truth.json"]
 # Folders of the data root that prep writes (published back to the storage root).
 PREP_OUTPUTS = ("metadata", "processed", "scannet/pcd_with_global_alignment")
-# Metrics the champion gate compares (higher is better), one per benchmark as in the paper table.
-GATE_METRICS = ("scanrefer/acc_iou25", "multi3drefer/f1_iou25", "scan2cap/cider_iou50", "scanqa/cider", "sqa3d/em")
 
 
 def _tracker(cfg: Vega3DConfig, safe: bool = True):
@@ -235,7 +233,7 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
             tracker.log_artifact(parent, plot, "report")
         version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=parent,
                                          tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
-        metric_names = [m for m in GATE_METRICS if m in flat]
+        metric_names = [m for m in cfg.tracking.gate_metrics if m in flat]
         decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
         gate.update({"version": version, "promoted": bool(decision and decision.promoted),
                      "metrics": metric_names, "decision": str(decision)})
