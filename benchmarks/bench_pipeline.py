@@ -10,7 +10,8 @@ Both sides run on the same tiny synthetic data (uploaded for each run, outside t
 so that no run reuses another's features, checkpoints or predictions) against real SeaweedFS and
 MLflow servers started in a temporary folder. Each timed run is a fresh Python process, so each pays its own
 imports. The pair is repeated with the order alternating (direct first, then pipeline first) and the median
-ratio is reported, since the machine's load changes between runs.
+ratio is reported, since the machine's load changes between runs; the CPU seconds of each side (the run and
+every process it waited for) are printed too, a measure that other users of the machine disturb less.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--max-steps 4] [--max-samples 4] [--repeats 2]
 """
@@ -21,12 +22,14 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -79,17 +82,30 @@ def run_pipeline(params: dict, pipeline_root: str) -> dict:
     return {"run_id": result.run_id, "executed": result.executed}
 
 
-def timed_child(mode: str, params: dict, env: dict[str, str], pipeline_root: str = "") -> tuple[float, dict, str]:
-    """Run ``mode`` in a fresh Python process; returns (wall seconds, the JSON it printed last, its stdout)."""
+@dataclass(frozen=True)
+class Timed:
+    """One timed child run."""
+
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the child and of every process it waited for (the kfp steps)
+    result: dict  # the JSON the child printed last
+    stdout: str
+
+
+def timed_child(mode: str, params: dict, env: dict[str, str], pipeline_root: str = "") -> Timed:
+    """Run ``mode`` in a fresh Python process and time it."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--params", json.dumps(params)]
     if pipeline_root:
         command += ["--pipeline-root", pipeline_root]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return wall, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timed(wall, cpu, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout)
 
 
 def task_seconds(log: str) -> dict[str, float]:
@@ -133,7 +149,7 @@ def main() -> None:
 
     synthetic = SyntheticConfig(num_train=2, num_val=1, num_test=1, frames=16, width=160, height=120, seed=7)
     overrides = ["generative.mode=offline", f"eval.max_samples={args.max_samples}", "train.save_steps=2"]
-    walls: list[dict[str, float]] = []
+    pairs: list[dict[str, Timed]] = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder:
         work = Path(folder)
         prepare_demo_data(work / "data", "tiny", synthetic)
@@ -153,37 +169,39 @@ def main() -> None:
                         "mlflow_uri": services.mlflow.url, "experiment": experiment}
 
             for repeat in range(args.repeats):
-                wall: dict[str, float] = {}
+                pair: dict[str, Timed] = {}
                 for side in ("direct", "pipeline") if repeat % 2 == 0 else ("pipeline", "direct"):
                     params = fresh_params(f"{side}-{repeat}")
                     if side == "direct":
                         params["run_id"] = f"direct-{uuid.uuid4().hex[:8]}"
-                        wall[side], stage_seconds, _ = timed_child("direct", params, env)
+                        pair[side] = timed_child("direct", params, env)
                         continue
                     kfp_root = str(work / f"kfp-{repeat}")
-                    wall[side], _, log = timed_child("pipeline", params, env, kfp_root)
+                    pair[side] = timed_child("pipeline", params, env, kfp_root)
                     if repeat == 0:
-                        first_s, first_log = wall[side], log
-                        cached_s, cached, _ = timed_child("pipeline", params, env, kfp_root)
-                walls.append(wall)
-                if repeat == 0:
-                    direct_stages = stage_seconds
+                        cached = timed_child("pipeline", params, env, kfp_root)
+                pairs.append(pair)
 
-    recomputed = sorted(set(STEPS) & set(cached["executed"]))
-    ratios = [wall["pipeline"] / wall["direct"] for wall in walls]
+    first = pairs[0]["pipeline"]
+    recomputed = sorted(set(STEPS) & set(cached.result["executed"]))
+    ratios = [pair["pipeline"].wall / pair["direct"].wall for pair in pairs]
+    cpu_ratios = [pair["pipeline"].cpu / pair["direct"].cpu for pair in pairs]
     print(f"tiny preset, train.max_steps={args.max_steps}, eval.max_samples={args.max_samples}, "
           f"{synthetic.num_train}/{synthetic.num_val}/{synthetic.num_test} scenes, {args.repeats} repeats")
-    print("direct stages (s), repeat 1 : " + ", ".join(f"{k} {v:.1f}" for k, v in direct_stages.items()))
-    print("pipeline tasks (s), repeat 1: " + ", ".join(f"{k} {v:.1f}" for k, v in task_seconds(first_log).items()))
-    for index, (wall, ratio) in enumerate(zip(walls, ratios, strict=True)):
-        first_side = "direct" if index % 2 == 0 else "pipeline"
-        print(f"repeat {index + 1} ({first_side} first): direct, one process {wall['direct']:6.1f} s, "
-              f"pipeline {wall['pipeline']:6.1f} s -> {ratio:.2f}x")
-    print(f"pipeline, cached re-run  : {cached_s:7.1f} s  (stages re-executed: {recomputed or 'none'}; "
-          f"tasks executed: {', '.join(cached['executed'])})")
-    print(f"pipeline / direct        : {statistics.median(ratios):.2f}x median over {len(ratios)} "
+    print("direct stages (s), repeat 1 : " + ", ".join(f"{k} {v:.1f}" for k, v in pairs[0]["direct"].result.items()))
+    print("pipeline tasks (s), repeat 1: " + ", ".join(f"{k} {v:.1f}" for k, v in task_seconds(first.stdout).items()))
+    for index, pair in enumerate(pairs):
+        direct, pipeline = pair["direct"], pair["pipeline"]
+        print(f"repeat {index + 1} ({'direct' if index % 2 == 0 else 'pipeline'} first): "
+              f"direct, one process {direct.wall:6.1f} s (cpu {direct.cpu:6.1f} s), "
+              f"pipeline {pipeline.wall:6.1f} s (cpu {pipeline.cpu:6.1f} s) -> {ratios[index]:.2f}x")
+    print(f"pipeline, cached re-run  : {cached.wall:7.1f} s  (stages re-executed: {recomputed or 'none'}; "
+          f"tasks executed: {', '.join(cached.result['executed'])})")
+    print(f"pipeline / direct, wall  : {statistics.median(ratios):.2f}x median over {len(ratios)} "
           f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x; target <= 1.2x)")
-    print(f"cached re-run / first run: {cached_s / first_s:.2f}x")
+    print(f"pipeline / direct, cpu   : {statistics.median(cpu_ratios):.2f}x median (less sensitive to other load)")
+    print(f"cached re-run / first run: {cached.wall / first.wall:.2f}x")
+
 
 if __name__ == "__main__":
     main()
