@@ -119,10 +119,15 @@ def compare_command(
         raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
     metrics = metric or [f"{c.task}/{c.metric}" for c in COLUMNS]
     groups = by or list(DEFAULT_GROUPS)
+    from mlflow.exceptions import MlflowException
+
     try:
         runs = fetch_runs(uri, experiment, metrics, groups, include_children)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    except (MlflowException, OSError) as error:
+        typer.echo(f"cannot read runs from MLflow at {uri}: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(comparison_table(runs, metrics, groups))
     if plot is not None:
         comparison_plot(runs, metrics, plot)
