@@ -125,7 +125,7 @@ def shade(
     floor = (hit == WALL) & (axis == 2)
     x = origin[0] + depth * rays[0]
     y = origin[1] + depth * rays[1]
-    checker = (np.floor(x * 2.0) + np.floor(y * 2.0)) % 2  # 0.5 m tiles
+    checker = np.nan_to_num((np.floor(x * 2.0) + np.floor(y * 2.0)) % 2)  # 0.5 m tiles; no-hit rays -> 0
     code = np.where(floor, (num_boxes + 2) * 3 + checker.astype(np.int32), code)
     return table[code]
 

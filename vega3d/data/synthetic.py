@@ -368,7 +368,8 @@ def write_scene(layout: DataLayout, truth: SceneTruth, cfg: SyntheticConfig, see
     frame_ids = [i * FRAME_STRIDE for i in range(cfg.frames)]
     for frame_id, pose_aligned, pose_raw in zip(frame_ids, poses_aligned, poses_raw, strict=True):
         rgb, depth, _ = render(geometry, pose_aligned, intrinsic, cfg.height, cfg.width, MAX_DEPTH_M)
-        depth_mm = np.rint(depth * 1000.0).astype(np.uint16)
+        hit = np.isfinite(depth)  # rays that hit nothing are invalid depth (0), never an undefined cast
+        depth_mm = np.where(hit, np.rint(np.where(hit, depth, 0.0) * 1000.0), 0.0).astype(np.uint16)
         depth_mm[rng.random(depth_mm.shape) < DEPTH_DROPOUT] = 0
         scannet.write_color(layout.color_path(scene, frame_id), rgb)
         scannet.write_depth_mm(layout.depth_path(scene, frame_id), depth_mm)
