@@ -73,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from vega3d.train.launch import exit_rank
+
     main()
+    exit_rank(0)

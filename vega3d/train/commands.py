@@ -47,7 +47,7 @@ def train_command(
     if nproc is not None:
         extra.append(f"train.nproc={nproc}")
     cfg = config_from_options(preset, extra).with_paths_under_root()
-    from vega3d.train.launch import inside_torchrun, launch_training
+    from vega3d.train.launch import exit_rank, inside_torchrun, launch_training
 
     if not resume and not inside_torchrun():
         from vega3d import storage
@@ -56,3 +56,5 @@ def train_command(
         logger.info("--no-resume: removed %s/checkpoints", cfg.train.output_uri)
     summary = launch_training(cfg, cfg.train.nproc, parent_run_id)
     typer.echo(json.dumps({"model_uri": summary.model_uri, "metrics": summary.metrics}))
+    if inside_torchrun():  # a rank of a (cluster) torchrun: see exit_rank
+        exit_rank(0)

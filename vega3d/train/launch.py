@@ -22,6 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,19 @@ def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> TrainS
         return TrainSummary(**json.loads(Path(result_path).read_text()))
 
 
+def exit_rank(code: int = 0) -> NoReturn:
+    """End a torchrun rank right after its work: flush the output, then ``os._exit``.
+
+    Skipping the interpreter's teardown is deliberate: after a successful run, torch's gloo and DeepSpeed's
+    background threads can still be alive when C++ static destructors run, and the process then aborts with
+    "terminate called without an active exception" (seen with ZeRO-3 on CPU), failing a finished job.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of each torchrun rank: train from a resolved config file."""
     parser = argparse.ArgumentParser(description="one rank of vega3d training (started by torchrun)")
@@ -122,3 +136,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_rank(0)
