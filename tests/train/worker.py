@@ -24,7 +24,7 @@ from tests.train.helpers import ToyDataset, ToyModel  # noqa: E402
 from vega3d.config import load_config  # noqa: E402
 from vega3d.train import checkpointing  # noqa: E402
 from vega3d.train.collator import Vega3DCollator  # noqa: E402
-from vega3d.train.launch import ensure_process_env  # noqa: E402
+from vega3d.train.launch import close_rank, ensure_process_env, exit_rank  # noqa: E402
 from vega3d.train.trainer import Trainer, build_training  # noqa: E402
 
 
@@ -67,13 +67,9 @@ def main() -> None:
             "resumed_from_step": result.resumed_from_step,
             "history": [asdict(r) for r in result.history],
         }))
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()  # every rank done (rank 0 wrote the result) before the group goes
-        torch.distributed.destroy_process_group()
+    close_rank()
 
 
 if __name__ == "__main__":
-    from vega3d.train.launch import exit_rank
-
     main()
     exit_rank(0)

@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import torch.distributed
     import yaml
 
     from vega3d.config import build_config
@@ -129,8 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     result = train_in_process(cfg, parent_run_id=args.parent_run_id)
     if args.result and int(os.environ.get("RANK", "0")) == 0:
         Path(args.result).write_text(json.dumps({"model_uri": result.model_uri, "metrics": result.summary_metrics()}))
+    close_rank()
+
+
+def close_rank() -> None:
+    """Wait for every rank (rank 0 has written its result), then take the process group down."""
+    import torch.distributed
+
     if torch.distributed.is_initialized():
-        torch.distributed.barrier()  # every rank done (rank 0 wrote the result) before the group goes
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
