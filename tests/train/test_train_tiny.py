@@ -89,7 +89,7 @@ def test_metrics_params_and_model_in_mlflow_with_s3_output(
         train_root, output, [f"train.max_steps={steps}", "train.save_steps=2", "generative.backbone=none",
                              "tracking.experiment=train-test", "tracking.registered_model=vega3d-train-test"],
         extra=["--tracking-uri", mlflow_env.url],
-        env={**mlflow_env.env(), **_aws_env(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"},
+        env={**mlflow_env.env(), **_aws_env(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "60"},
     )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["model_uri"] == storage.join(output, "model")
@@ -115,7 +115,9 @@ def test_metrics_params_and_model_in_mlflow_with_s3_output(
     task_metrics = {k for k in run.data.metrics if k.startswith("train/loss_")}
     expected = {f"train/loss_{t}" for r in recorded for t in r["task_losses"]}
     assert expected and expected <= task_metrics
-    assert "system/cpu_utilization_percentage" in run.data.metrics  # MLflow's system metrics monitor
+    # MLflow's system metrics monitor; the run is shorter than its 60 s interval, so this is the last sample
+    # the trainer logs at the end (a timing-free check)
+    assert "system/cpu_utilization_percentage" in run.data.metrics
     assert run.data.metrics["train/steps"] == steps  # summary metrics
     version = client.get_model_version_by_alias("vega3d-train-test", "candidate")
     assert version.source == storage.join(output, "model") and version.run_id == run.info.run_id

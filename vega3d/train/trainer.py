@@ -457,6 +457,18 @@ def system_metrics(run_id: str | None, tracking_uri: str | None) -> Iterator[Non
     finally:
         if monitor is not None:
             monitor.finish()
+            if getattr(monitor, "_logging_step", 1) == 0:  # the run was shorter than one sampling interval
+                _publish_last_sample(monitor)
+
+
+def _publish_last_sample(monitor: Any) -> None:
+    """Log one system-metrics sample now, so a short run still has its ``system/...`` metrics."""
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as error:  # noqa: BLE001 - monitoring must never fail training
+        logger.warning("could not log the last system-metrics sample: %s", error)
 
 
 def run_training(cfg: Vega3DConfig, parent_run_id: str | None = None) -> str:
