@@ -43,7 +43,7 @@ class DemoResult:
 
 def _benchmark_strings(node) -> Iterator[str]:
     if isinstance(node, str):
-        if " " in node:
+        if any(c.isalpha() for c in node):  # sentences and one-word answers ("brown", "three"), not ids/numbers
             yield node
     elif isinstance(node, dict):
         for value in node.values():
@@ -54,7 +54,7 @@ def _benchmark_strings(node) -> Iterator[str]:
 
 
 def benchmark_corpus(data_root: Path) -> list[str]:
-    """Every sentence of the raw benchmark files (descriptions, questions, answers, situations)."""
+    """Every text of the raw benchmark files (descriptions, questions, answers, situations)."""
     sentences: list[str] = []
     for path in sorted((data_root / "benchmark").rglob("*.json")):
         sentences.extend(_benchmark_strings(json.loads(path.read_text())))
