@@ -242,23 +242,15 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
 
 
 def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:
-    """Bar chart of the paper-table columns of this run."""
-    import matplotlib
+    """Bar chart of this run's paper-table columns (the same chart ``vega3d compare`` draws across runs)."""
+    import math
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from vega3d.compare import RunSummary, comparison_plot
     from vega3d.evaluation.report import COLUMNS
 
-    labels = [f"{c.benchmark} {c.label}" for c in COLUMNS]
-    values = [by_task.get(c.task, {}).get(c.metric, 0.0) for c in COLUMNS]
-    figure, axes = plt.subplots(figsize=(9, 3.5))
-    axes.bar(range(len(values)), values)
-    axes.set_xticks(range(len(values)), labels, rotation=30, ha="right")
-    axes.set_ylabel("score")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    names = [f"{c.task}/{c.metric}" for c in COLUMNS]
+    values = {f"{c.task}/{c.metric}": by_task.get(c.task, {}).get(c.metric, math.nan) for c in COLUMNS}
+    comparison_plot([RunSummary("this run", "this run", "FINISHED", (), values)], names, path)
 
 
 def finalize(mlflow_uri: str, experiment: str, run_key: str, state: str, error_message: str | None) -> None:
