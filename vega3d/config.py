@@ -116,6 +116,11 @@ class ModelConfig(_Section):
     spatial_instruction_at_eval: bool = Field(True, description="False reproduces the original evaluation")
     ground_head: Literal["infonce"] = "infonce"
     ground_temperature: float = Field(0.07, gt=0)
+    ground_box_margin: float = Field(
+        0.0, ge=0, le=1.0,
+        description="metres added to every side of a box when choosing its patches for the object feature "
+                    "(box-shaped synthetic objects need ~0.02: their surfaces lie exactly on the box faces)",
+    )
     multi3drefer_threshold: float = Field(0.4, gt=0, le=1.0, description="θ: 0.4 released code, 0.25 paper")
     max_proposals: int = Field(50, ge=1)
     max_length: int = Field(32768, ge=16)
@@ -152,6 +157,7 @@ class TrainConfig(_Section):
     output_uri: str = Field("runs/train", description="checkpoints and the final model: path or s3://")
     lr: float = Field(1e-5, gt=0)
     vision_lr: float = Field(2e-6, ge=0)
+    head_lr: float | None = Field(None, gt=0, description="grounding head lr; None = train.lr (the paper)")
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
     lr_scheduler: Literal["cosine", "constant", "linear"] = "cosine"

@@ -61,7 +61,20 @@ def test_scanrefer_chance_exact_on_hand_case():
     # proposals: identical (IoU 1), x-shifted by 0.5 (IoU 0.5/1.5 = 1/3), far away (0)
     proposals = {"scannet/s": [gt, [1.0, 0.5, 0.5, 1, 1, 1], [9, 9, 9, 1, 1, 1]]}
     assert tasks.chance_level("scanrefer", records, proposals) == pytest.approx(
-        {"acc_iou25": 200 / 3, "acc_iou50": 100 / 3})
+        {"acc_iou25": 200 / 3, "acc_iou50": 100 / 3, "acc_iou25_blind": 100.0, "acc_iou50_blind": 100.0})
+
+
+def test_scanrefer_blind_baseline_is_the_best_single_proposal_per_scene():
+    a, b, c = ([x, 0.0, 0.0, 1.0, 1.0, 1.0] for x in (0.0, 3.0, 6.0))
+    shifted = [0.5, 0.0, 0.0, 1.0, 1.0, 1.0]  # IoU 1/3 with a: a hit at 0.25, not at 0.5
+    records = [{"id": f"s{i}", "video": "scannet/s", "box": box} for i, box in enumerate([a, a, a, b])]
+    records += [{"id": f"t{i}", "video": "scannet/t", "box": box} for i, box in enumerate([a, b, c])]
+    # scene s: proposal `shifted` hits the three a's at 0.25 only, proposal b hits one record at 0.5;
+    # scene t: any one proposal hits one of its three different targets
+    proposals = {"scannet/s": [shifted, b], "scannet/t": [a, b, c]}
+    levels = tasks.chance_level("scanrefer", records, proposals)
+    assert levels["acc_iou25_blind"] == pytest.approx(100 * (3 + 1) / 7)
+    assert levels["acc_iou50_blind"] == pytest.approx(100 * (1 + 1) / 7)
 
 
 def test_qa_chance_hand_case():

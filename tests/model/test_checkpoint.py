@@ -100,6 +100,22 @@ def test_vega3d_additions_are_initialised_on_load(tiny_folder):
     assert torch.equal(loaded.fusion.norm_sem.weight, torch.ones(d))
     assert torch.equal(loaded.fusion.gate.bias, torch.zeros(1))
     assert loaded.ground_head.zero_target.abs().sum() > 0
+    bound = d**-0.5  # the head's first layers keep torch's U(-1/sqrt(d), 1/sqrt(d)) bias (see _init_weights)
+    for first in (loaded.ground_head.object_mlp[0], loaded.ground_head.query_mlp[0]):
+        assert 0 < first.bias.abs().max() <= bound
+    assert torch.equal(loaded.ground_head.object_mlp[3].bias, torch.zeros(d))
+
+
+def test_tiny_projector_output_layer_is_drawn_wider(tiny_folder):
+    """write_tiny_llava_video: projector output std 0.6, every other matrix the transformers std 0.02."""
+    from vega3d.model.checkpoint import TINY_PROJECTOR_OUTPUT_STD
+
+    stored = {}
+    for shard in tiny_folder.glob("*.safetensors"):
+        stored.update(load_file(str(shard)))
+    assert stored["model.mm_projector.2.weight"].std().item() == pytest.approx(TINY_PROJECTOR_OUTPUT_STD, rel=0.1)
+    assert stored["model.mm_projector.0.weight"].std().item() == pytest.approx(0.02, rel=0.1)
+    assert stored["model.layers.0.mlp.up_proj.weight"].std().item() == pytest.approx(0.02, rel=0.1)
 
 
 def test_missing_and_unexpected_keys_fail_with_their_names(tiny_folder):

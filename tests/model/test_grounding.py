@@ -38,6 +38,20 @@ def test_patch_membership_needs_half_the_pixels():
     assert member.tolist() == [[True, False, False, False]]
 
 
+def test_patch_membership_margin_keeps_points_on_the_box_faces():
+    # A 2x2-pixel patch on the face x = 3 of a box spanning x in [1, 3]: depth quantisation puts the
+    # back-projected points 0.4 mm either side of the face, two of them outside the box.
+    world = torch.tensor([[[[3.0004, 0.5, 0.5], [2.9996, 1.5, 0.5]], [[3.0004, 0.5, 1.5], [3.0004, 1.5, 1.5]]]])
+    valid = torch.ones(1, 2, 2, dtype=torch.bool)
+    box = torch.tensor([[2.0, 1.0, 1.0, 2.0, 2.0, 2.0]])
+    assert patch_box_membership(world, valid, box, patch=2, patch_grid=1).tolist() == [[False]]  # 1 of 4 inside
+    assert patch_box_membership(world, valid, box, patch=2, patch_grid=1, margin=0.001).tolist() == [[True]]
+    feats = torch.ones(1, 1, 6)
+    empty, kept = (object_features(feats, world, valid, box, patch=2, margin=m) for m in (0.0, 0.001))
+    assert torch.equal(empty, torch.zeros(1, 6))
+    torch.testing.assert_close(kept[0], 1.0 + encode_positions(box[0, :3], 6))
+
+
 def test_object_features_mean_plus_centre_encoding_and_zero_when_empty():
     world, valid = pixel_grid_world()
     dim = 6
@@ -89,6 +103,27 @@ def test_head_scores_are_cosines_with_zero_target_last():
     q = head.query_mlp(query[None])
     torch.testing.assert_close(scores, torch.nn.functional.cosine_similarity(objs, q))
     assert scores.abs().max() <= 1.0
+
+
+def test_empty_object_gets_a_finite_gradient_from_the_initialised_head():
+    """A zero object feature must not land on the cosine's singular point (MLP output exactly 0)."""
+    from tests.model.helpers import tiny_model
+
+    model = tiny_model()
+    head = model.ground_head
+    dim = head.zero_target.numel()
+    assert head.object_mlp[0].bias.abs().max() > 0  # torch's default bias init, not zeros
+    assert head.object_mlp(torch.zeros(1, dim)).norm() > 0.1
+    objects = torch.cat([torch.zeros(1, dim), torch.randn(2, dim) * 5.0])  # one object no patch qualified for
+    loss = infonce_loss(head(objects, torch.randn(dim)), torch.tensor([False, True, False]), temperature=0.07)
+    loss.backward()
+    grad_norm = torch.cat([p.grad.reshape(-1) for p in head.parameters()]).norm()
+    assert torch.isfinite(grad_norm) and grad_norm < 1e3, grad_norm  # ~1e8 with zero biases
+    with torch.no_grad():
+        head.object_mlp[0].bias.zero_()  # the transformers default: 0 maps to exactly 0 -> singular cosine
+    head.zero_grad()
+    infonce_loss(head(objects, torch.randn(dim)), torch.tensor([False, True, False]), 0.07).backward()
+    assert torch.cat([p.grad.reshape(-1) for p in head.parameters()]).norm() > 1e5
 
 
 def test_caption_box_best_proposal_above_iou():

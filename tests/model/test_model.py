@@ -129,6 +129,17 @@ def test_set_trainable_and_parameter_groups():
         set_trainable(model, ["everything"])
 
 
+def test_grounding_head_gets_its_own_group_only_with_head_lr():
+    model = tiny_model()
+    counts = set_trainable(model, ["projector", "ground_head", "vision"])
+    shared = {g["name"]: g["lr"] for g in parameter_groups(model, lr=1e-3, vision_lr=2e-4)}
+    assert shared == {"default": 1e-3, "vision": 2e-4}
+    groups = {g["name"]: g for g in parameter_groups(model, lr=1e-3, vision_lr=2e-4, head_lr=1e-4)}
+    assert {name: g["lr"] for name, g in groups.items()} == {"default": 1e-3, "vision": 2e-4, "ground_head": 1e-4}
+    assert sum(p.numel() for p in groups["ground_head"]["params"]) == counts["ground_head"]
+    assert sum(p.numel() for p in groups["default"]["params"]) == counts["projector"]
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointing in (False, True):

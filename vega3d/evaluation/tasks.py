@@ -229,7 +229,9 @@ def chance_level(
 ) -> dict[str, float]:
     """Expected scores of a uniformly random predictor, computed exactly for the split (percent).
 
-    - scanrefer: one proposal of the scene drawn uniformly -> mean share of proposals with IoU >= k;
+    - scanrefer: one proposal of the scene drawn uniformly -> mean share of proposals with IoU >= k; plus
+      "<key>_blind": the best predictor that ignores the description, one proposal per scene chosen with
+      hindsight to hit the most of that scene's targets (above it, a model must be reading the description);
     - multi3drefer: one proposal drawn uniformly -> F1 = 2·[max IoU >= k] / (1 + n_gt) (0 for zero-target);
     - scanqa/sqa3d: an answer drawn uniformly from the split's normalised answer vocabulary V ->
       normalised EM = mean |refs ∩ V| / |V| ("em_normalized" / "em"), plus the majority-answer baseline.
@@ -244,7 +246,11 @@ def chance_level(
             values.append(_grounding_chance(task, props, rec))
         keys = [grounding.threshold_key("acc" if task == "scanrefer" else "f1", k) for k in grounding.IOU_THRESHOLDS]
         mean = 100.0 * np.mean(values, axis=0)
-        return dict(zip(keys, (float(v) for v in mean), strict=True))
+        levels = dict(zip(keys, (float(v) for v in mean), strict=True))
+        if task == "scanrefer":
+            blind = _scanrefer_blind_hits(records, proposals)
+            levels.update({f"{key}_blind": 100.0 * hits / len(records) for key, hits in zip(keys, blind, strict=True)})
+        return levels
     if task in ("scanqa", "sqa3d"):
         vocab = answer_vocabulary(records)
         uniform = float(np.mean([len({qa.normalize_answer(a) for a in r["answers"]}) / len(vocab) for r in records]))
@@ -256,6 +262,24 @@ def chance_level(
     if task == "scan2cap":
         return {}
     raise ValueError(f"unknown task {task!r}: choose one of {list(TASKS)}")
+
+
+def _scanrefer_blind_hits(
+    records: Sequence[Mapping[str, Any]], proposals: Mapping[str, Sequence[Sequence[float]]]
+) -> list[int]:
+    """Per IoU threshold: records hit when every scene answers all its descriptions with its single best proposal."""
+    by_video: dict[str, list[Sequence[float]]] = {}
+    for rec in records:
+        by_video.setdefault(rec["video"], []).append(rec["box"])
+    hits = [0 for _ in grounding.IOU_THRESHOLDS]
+    for video, targets in by_video.items():
+        props = np.asarray(proposals.get(video, []), dtype=np.float64).reshape(-1, 6)
+        if len(props) == 0:
+            continue
+        iou = box_iou_matrix(props, np.asarray(targets, dtype=np.float64).reshape(-1, 6))  # [K, records]
+        for i, k in enumerate(grounding.IOU_THRESHOLDS):
+            hits[i] += int((iou >= k).sum(axis=1).max())
+    return hits
 
 
 def _grounding_chance(task: str, props: np.ndarray, rec: Mapping[str, Any]) -> list[float]:

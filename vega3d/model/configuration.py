@@ -37,6 +37,7 @@ class Vega3DConfigHF(PreTrainedConfig):
     fusion: str = "token_gated"
     position_encoding: str = "avg-discrete-sin3d"
     ground_temperature: float = 0.07
+    ground_box_margin: float = 0.0
     image_token_id: int | None = None
     ground_token_id: int | None = None
     coord_token_id: int | None = None
@@ -114,6 +115,7 @@ def build_hf_config(
         fusion=model_cfg.fusion,
         position_encoding=model_cfg.position_encoding,
         ground_temperature=model_cfg.ground_temperature,
+        ground_box_margin=model_cfg.ground_box_margin,
         image_token_id=token_ids.get("image"),
         ground_token_id=token_ids.get("ground"),
         coord_token_id=token_ids.get("coord"),

@@ -14,20 +14,21 @@ from vega3d.model.position_encoding import encode_positions
 
 
 def patch_box_membership(
-    world: torch.Tensor, valid: torch.Tensor, boxes: torch.Tensor, patch: int, patch_grid: int
+    world: torch.Tensor, valid: torch.Tensor, boxes: torch.Tensor, patch: int, patch_grid: int, margin: float = 0.0
 ) -> torch.Tensor:
     """Which vision patches belong to which box.
 
     world [V, S, S, 3] metres, valid [V, S, S] bool, boxes [K, 6] (cx, cy, cz, dx, dy, dz) ->
     member [K, V * patch_grid * patch_grid] bool: at least half of the patch's patch x patch pixels
-    have valid world coordinates inside the box. Computed in fp32, one box at a time (bounded memory).
+    have valid world coordinates inside the box grown by ``margin`` metres on every side. Computed in fp32,
+    one box at a time (bounded memory).
     """
     covered = patch_grid * patch
     frames = world.shape[0]
     x, y, z = world[:, :covered, :covered].float().permute(3, 0, 1, 2).contiguous()  # 3 x [V, s, s] planes
     ok = valid[:, :covered, :covered]
-    low = (boxes[:, :3] - boxes[:, 3:] / 2).float().tolist()
-    high = (boxes[:, :3] + boxes[:, 3:] / 2).float().tolist()
+    low = (boxes[:, :3] - boxes[:, 3:] / 2 - margin).float().tolist()
+    high = (boxes[:, :3] + boxes[:, 3:] / 2 + margin).float().tolist()
     rows = []
     for lo, hi in zip(low, high, strict=True):  # K iterations over contiguous planes (bounded memory)
         inside = ok & (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
@@ -45,15 +46,16 @@ def object_features(
     boxes: torch.Tensor,
     patch: int,
     discrete: bool = True,
+    margin: float = 0.0,
 ) -> torch.Tensor:
     """Feature per box: mean of the pre-pooling projector features E over its patches + sin3d(centre).
 
     patch_features E [V, P*P, d], world [V, S, S, 3], valid [V, S, S], boxes [K, 6] -> [K, d] in E's dtype.
-    A box that no patch qualifies for gets the zero vector.
+    A box that no patch qualifies for gets the zero vector. ``margin``: see ``patch_box_membership``.
     """
     frames, tokens, dim = patch_features.shape
     patch_grid = int(round(tokens**0.5))
-    member = patch_box_membership(world, valid, boxes, patch, patch_grid).float()  # [K, V*P*P]
+    member = patch_box_membership(world, valid, boxes, patch, patch_grid, margin).float()  # [K, V*P*P]
     count = member.sum(dim=1, keepdim=True)  # [K, 1]
     flat = patch_features.reshape(frames * tokens, dim)  # [V*P*P, d]
     mean = (member.to(flat.dtype) @ flat).float() / count.clamp_min(1.0)  # [K, d] fp32

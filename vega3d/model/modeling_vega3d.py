@@ -81,6 +81,12 @@ class Vega3DPreTrainedModel(PreTrainedModel):
             init.normal_(module.image_newline, mean=0.0, std=module.config.hidden_size**-0.5)
         elif isinstance(module, InfoNCEGroundHead):
             init.normal_(module.zero_target, mean=0.0, std=self.config.initializer_range)
+            # An object no patch qualifies for has the zero feature; with zero biases the object MLP would map it
+            # to exactly 0, where the cosine score is singular (a ~1e8 gradient). torch's default Linear bias
+            # init (U(-1/sqrt(d), 1/sqrt(d))) makes the first layer map 0 to a proper vector.
+            for first_layer in (module.object_mlp[0], module.query_mlp[0]):
+                bound = first_layer.in_features**-0.5
+                init.uniform_(first_layer.bias, -bound, bound)
         elif isinstance(module, WeightedFusion):
             init.constant_(module.alpha, 1.0)
             init.constant_(module.beta, 0.5)
@@ -314,7 +320,7 @@ class Vega3DModel(Vega3DPreTrainedModel):
             boxes = proposals[i].to(hidden.device)
             objects = object_features(
                 patch_features[i], world_coords[i], coord_valid[i], boxes, self.config.vision_config.patch_size,
-                discrete=self.config.position_encoding != "avg-sin3d",
+                discrete=self.config.position_encoding != "avg-sin3d", margin=self.config.ground_box_margin,
             )  # [K, d]
             scores[i] = self.ground_head(objects, hidden[i, seq.ground_positions[i]])  # [K + 1]
             if ground_positives is not None and ground_positives[i] is not None:
@@ -426,13 +432,20 @@ def set_trainable(model: Vega3DModel, parts: list[str]) -> dict[str, int]:
     return counts
 
 
-def parameter_groups(model: Vega3DModel, lr: float, vision_lr: float, weight_decay: float = 0.0) -> list[dict]:
-    """Optimizer groups over trainable parameters: the vision tower at ``vision_lr``, the rest at ``lr``."""
-    vision, rest = [], []
+def parameter_groups(
+    model: Vega3DModel, lr: float, vision_lr: float, weight_decay: float = 0.0, head_lr: float | None = None
+) -> list[dict]:
+    """Optimizer groups over trainable parameters: the vision tower at ``vision_lr``, the grounding head at
+    ``head_lr`` (its own group only when given), the rest at ``lr``."""
+    named: dict[str, list[nn.Parameter]] = {"default": [], "vision": [], "ground_head": []}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (vision if _part_of(name) == "vision" else rest).append(param)
-    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "default"}]
-    if vision:
-        groups.append({"params": vision, "lr": vision_lr, "weight_decay": weight_decay, "name": "vision"})
-    return groups
+            part = _part_of(name)
+            group = part if part == "vision" or (part == "ground_head" and head_lr is not None) else "default"
+            named[group].append(param)
+    rates = {"default": lr, "vision": vision_lr, "ground_head": head_lr}
+    return [
+        {"params": params, "lr": rates[group], "weight_decay": weight_decay, "name": group}
+        for group, params in named.items()
+        if params or group == "default"
+    ]

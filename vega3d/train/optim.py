@@ -3,8 +3,9 @@
 - Trainable parts (``vision``, ``llm``, ``projector``, ``generative_projector``, ``fusion``, ``newline``,
   ``ground_head``) map to modules through ``vega3d.model.modeling_vega3d.PARTS``; everything not listed in
   ``train.trainable`` is frozen.
-- AdamW with two parameter groups: the vision tower at ``train.vision_lr`` (2e-6 in the paper), everything
-  else at ``train.lr`` (1e-5); weight decay ``train.weight_decay`` (0).
+- AdamW with parameter groups: the vision tower at ``train.vision_lr`` (2e-6 in the paper), the grounding
+  head at ``train.head_lr`` when set (the paper trains it at ``train.lr``), everything else at ``train.lr``
+  (1e-5); weight decay ``train.weight_decay`` (0).
 - Schedule: linear warmup over ``ceil(warmup_ratio x total_steps)`` steps, then cosine (or linear/constant)
   decay, via ``transformers.get_scheduler``.
 """
@@ -20,13 +21,14 @@ from vega3d.model.modeling_vega3d import parameter_groups, set_trainable
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.AdamW:
-    """torch AdamW over the trainable parameters: vision tower at ``vision_lr``, the rest at ``lr``.
+    """torch AdamW over the trainable parameters: vision tower at ``vision_lr``, grounding head at ``head_lr``
+    (when set), the rest at ``lr``.
 
     Trainable parts are set first from ``train.trainable`` (the model's own part map); a torch optimizer needs
     no DeepSpeed op compile.
     """
     set_trainable(model, list(train.trainable))
-    groups = parameter_groups(model, train.lr, train.vision_lr, train.weight_decay)
+    groups = parameter_groups(model, train.lr, train.vision_lr, train.weight_decay, train.head_lr)
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ValueError(f"no trainable parameters: train.trainable={train.trainable} selects nothing")
