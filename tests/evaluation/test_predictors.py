@@ -133,7 +133,8 @@ def test_online_and_offline_generative_features_give_the_same_predictions(prepar
     assert isinstance(stored, OfflineFeatures) and stored.channels == features.channels
     offline_predict = predictors.ModelPredictor(model, tokenizer, offline, "scanqa", features=stored)
     scene = records[0]["scene_id"]
-    assert online_predict.scene_inputs(scene).generative.shape == (4, features.channels, 4, 4)  # [V, C, g, g]
+    frames, grid = online.data.frames_upbound, online.model.pooled_grid
+    assert online_predict.scene_inputs(scene).generative.shape == (frames, features.channels, grid, grid)  # [V, C, g, g]
     torch.testing.assert_close(offline_predict.scene_inputs(scene).generative,
                                online_predict.scene_inputs(scene).generative)
     got = offline_predict(records)

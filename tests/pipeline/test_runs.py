@@ -103,7 +103,7 @@ def test_digest_is_stable_and_ignores_tracking_and_output_locations():
         ["train.lr=0.003"],
         ["generative.backbone=none"],
         ["model.fusion=add"],
-        ["data.frames_upbound=8"],
+        ["data.frames_upbound=16"],
         ["generative.timestep=100"],
         ["eval.max_samples=2"],
         ["train.seed=1"],
