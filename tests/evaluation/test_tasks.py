@@ -77,6 +77,18 @@ def test_scanrefer_blind_baseline_is_the_best_single_proposal_per_scene():
     assert levels["acc_iou50_blind"] == pytest.approx(100 * (1 + 1) / 7)
 
 
+def test_multi3drefer_chance_and_empty_baseline_on_hand_case():
+    box = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    records = [{"id": "zt", "video": "scannet/s", "boxes": []},
+               {"id": "st", "video": "scannet/s", "boxes": [box]},
+               {"id": "mt", "video": "scannet/s", "boxes": [box, [3.0, 0.0, 0.0, 1.0, 1.0, 1.0]]}]
+    proposals = {"scannet/s": [box, [9.0, 9.0, 9.0, 1.0, 1.0, 1.0]]}
+    # one proposal drawn: zt 0; st hits with p 1/2 -> F1 1; mt hits with p 1/2 -> F1 2/3
+    uniform = 100 * (0 + 0.5 * 1 + 0.5 * 2 / 3) / 3
+    assert tasks.chance_level("multi3drefer", records, proposals) == pytest.approx(
+        {"f1_iou25": uniform, "f1_iou50": uniform, "f1_iou25_empty": 100 / 3, "f1_iou50_empty": 100 / 3})
+
+
 def test_qa_chance_hand_case():
     records = [{"id": "a", "answers": ["Two", "2"]}, {"id": "b", "answers": ["yes"]}, {"id": "c", "answers": ["yes"]}]
     # vocabulary {two, yes}: record a has 1 of 2, b and c 1 of 2 -> 50 %; majority "yes" -> 2/3

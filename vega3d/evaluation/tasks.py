@@ -233,6 +233,7 @@ def chance_level(
       "<key>_blind": the best predictor that ignores the description, one proposal per scene chosen with
       hindsight to hit the most of that scene's targets (above it, a model must be reading the description);
     - multi3drefer: one proposal drawn uniformly -> F1 = 2·[max IoU >= k] / (1 + n_gt) (0 for zero-target);
+      plus "<key>_empty": always predicting nothing (F1 1 on the zero-target queries, 0 elsewhere);
     - scanqa/sqa3d: an answer drawn uniformly from the split's normalised answer vocabulary V ->
       normalised EM = mean |refs ∩ V| / |V| ("em_normalized" / "em"), plus the majority-answer baseline.
     Scan2Cap has no accuracy metric; its chance level is an empty dict.
@@ -250,6 +251,9 @@ def chance_level(
         if task == "scanrefer":
             blind = _scanrefer_blind_hits(records, proposals)
             levels.update({f"{key}_blind": 100.0 * hits / len(records) for key, hits in zip(keys, blind, strict=True)})
+        else:
+            empty = 100.0 * float(np.mean([len(rec["boxes"]) == 0 for rec in records]))
+            levels.update({f"{key}_empty": empty for key in keys})
         return levels
     if task in ("scanqa", "sqa3d"):
         vocab = answer_vocabulary(records)
