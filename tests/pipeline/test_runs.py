@@ -178,3 +178,18 @@ def test_load_config_from_s3_uri(s3_prefix):
     storage.write_text(unnamed_uri, "train:\n  lr: 0.004\n")
     unnamed = load_config(unnamed_uri)
     assert (unnamed.preset, unnamed.train.lr) == ("unnamed", 0.004)
+
+
+def test_demo_resolves_the_config_its_pipeline_runs():
+    """The demo reads the report at the run's digest-addressed path: its own resolution must match setup_run's."""
+    from vega3d.demo import DEMO_PARAMS, demo_overrides
+
+    ours = resolve_run_config("tiny", demo_overrides(DEMO_PARAMS), ROOT, DATA)
+    # components/setup_run.py: the same parameters, with num_gpus (default 1) passed as nproc
+    theirs = resolve_run_config(
+        "tiny", pipeline_overrides(max_steps=DEMO_PARAMS["max_steps"], nproc=1, extra=DEMO_PARAMS["overrides"]),
+        ROOT, DATA,
+    )
+    assert config_digest(ours) == config_digest(theirs)
+    assert ours.eval.output_uri == theirs.eval.output_uri
+    assert (ours.train.per_device_batch_size, ours.train.max_steps) == (4, 4000)

@@ -5,6 +5,7 @@ Each run is ``tests/train/worker.py`` under ``python`` (1 process) or ``torchrun
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,13 @@ def test_sigkill_during_checkpoint_then_resume_gives_same_weights(
     assert resumed["resumed_from_step"] == 2  # the partial step-4 folder was never chosen
     assert [r["step"] for r in resumed["history"]] == [3, 4, 5, 6]
     assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in full["history"][2:]]
+    # train_history.json keeps the killed run's steps up to the checkpoint it resumed from
+    on_disk = json.loads((tmp_path / "killed" / "train_history.json").read_text())
+    assert [r["step"] for r in on_disk] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in on_disk] == [r["loss"] for r in full["history"]]
+    again = run_worker(tmp_path, "killed", 1, common, env=env)  # a rerun resumes at the end: nothing trains
+    assert again["resumed_from_step"] == 6 and again["history"] == []
+    assert json.loads((tmp_path / "killed" / "train_history.json").read_text()) == on_disk
     final = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
     assert final == ["step-00000004", "step-00000006"]  # keep last 2, partial folder cleaned
     w_full = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))

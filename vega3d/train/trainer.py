@@ -212,6 +212,7 @@ class Trainer:
         checkpoints = CheckpointManager(train.output_uri, train.save_total_limit, self.rank)
         state = checkpoints.resume(engine) or {"global_step": 0}
         step = start_step = int(state["global_step"])
+        earlier = self._earlier_history(start_step)
         if self.rank == 0:
             logger.info(
                 "training %d steps (%d per epoch), global batch %d on %d process(es), ZeRO-%d, %s%s",
@@ -250,20 +251,34 @@ class Trainer:
                 self._report(record, progress)
                 if step % train.save_steps == 0 or step == total_steps:
                     checkpoints.save(engine, step, {"global_step": step})
+                    self._write_history(earlier, history)
                 if step >= total_steps:
                     break
                 accumulator = _StepAccumulator()
                 started = time.perf_counter()
         progress.close()
         model_uri = self._save_final(engine)
-        if self.rank == 0:  # this run's per-step records, beside the model
-            storage.write_json(storage.join(train.output_uri, HISTORY_FILE), [asdict(r) for r in history], indent=1)
+        self._write_history(earlier, history)
         if self.tracker is not None and self.rank == 0:
             self.tracker.log_model(model_uri)
         engine.destroy()  # releases ZeRO-3 hooks and parameter prefetching before the process group goes
         if dist.is_initialized():
             dist.barrier()
         return TrainResult(model_uri=model_uri, history=history, resumed_from_step=start_step)
+
+    def _earlier_history(self, start_step: int) -> list[dict[str, Any]]:
+        """The records of earlier runs into this output up to the step this run resumes from (none when fresh)."""
+        path = storage.join(self.cfg.train.output_uri, HISTORY_FILE)
+        if start_step == 0 or not storage.exists(path):
+            return []
+        return [r for r in storage.read_json(path) if r["step"] <= start_step]
+
+    def _write_history(self, earlier: list[dict[str, Any]], history: list[StepRecord]) -> None:
+        """Rank 0: every step's record so far, beside the checkpoints (``train_history.json``). Written at each
+        checkpoint too, so a resumed run (even one resumed at its last step) keeps the steps before it."""
+        if self.rank == 0:
+            records = earlier + [asdict(r) for r in history]
+            storage.write_json(storage.join(self.cfg.train.output_uri, HISTORY_FILE), records, indent=1)
 
     def _report(self, record: StepRecord, progress: Any) -> None:
         if self.rank != 0:
