@@ -1,13 +1,16 @@
 """Moving folders between a storage URI and a local working copy.
 
 The readers of the data, model and feature code read local files; pipeline steps run on machines that only
-share the storage root. A step stages what it reads down into a local cache (files already present with
-the same size are skipped) and stages what it wrote back up, one object at a time, each upload atomic.
+share the storage root. A step stages what it reads down into a local cache and stages what it wrote back up,
+one object at a time, each upload atomic. A cached file is reused only while the remote object is the version
+it was fetched from (size and ETag, recorded in ``<copy>.manifest.json`` beside the copy): an object rewritten
+with the same size (a new random checkpoint of the same shapes) is fetched again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -29,12 +32,31 @@ def local_copy_dir(uri: str, cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / "staged" / f"{name}-{digest}"
 
 
-def _remote_files(uri: str) -> dict[str, int]:
-    """Relative path -> size of every file under a remote folder."""
+def _remote_files(uri: str) -> dict[str, tuple[int, str]]:
+    """Relative path -> (size, version) of every file under a remote folder; the version is the ETag
+    (content-derived on S3), else the modification time."""
     fs, root = storage.filesystem(uri)
     root = root.rstrip("/")
     listing = storage.with_retries(lambda: fs.find(root, detail=True), what=f"list {uri}")
-    return {path[len(root) + 1 :]: int(info.get("size") or 0) for path, info in listing.items()}
+    return {
+        path[len(root) + 1 :]: (
+            int(info.get("size") or 0),
+            str(info.get("ETag") or info.get("LastModified") or info.get("mtime") or ""),
+        )
+        for path, info in listing.items()
+    }
+
+
+def _manifest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".manifest.json")
+
+
+def _read_manifest(target: Path) -> dict[str, str]:
+    """Relative path -> the remote version each cached file was fetched from (empty when unreadable)."""
+    try:
+        return json.loads(_manifest_path(target).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def stage_down(uri: str, cache_dir: Path | None = None, subpaths: list[str] | None = None) -> Path:
@@ -44,17 +66,25 @@ def stage_down(uri: str, cache_dir: Path | None = None, subpaths: list[str] | No
     target = local_copy_dir(uri, cache_dir)
     remote = _remote_files(uri)
     wanted = {
-        rel: size
-        for rel, size in remote.items()
+        rel: entry
+        for rel, entry in remote.items()
         if subpaths is None or any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in subpaths)
     }
+    manifest = _read_manifest(target)
     fetched = 0
-    for rel, size in sorted(wanted.items()):
-        local = target / rel
-        if local.exists() and local.stat().st_size == size:
-            continue
-        storage.download_file(storage.join(uri, rel), local)
-        fetched += 1
+    try:
+        for rel, (size, version) in sorted(wanted.items()):
+            local = target / rel
+            if local.exists() and local.stat().st_size == size and manifest.get(rel) == version:
+                continue
+            manifest.pop(rel, None)
+            storage.download_file(storage.join(uri, rel), local)
+            manifest[rel] = version
+            fetched += 1
+    finally:
+        if fetched:
+            with storage.atomic_local_path(_manifest_path(target)) as tmp:
+                Path(tmp).write_text(json.dumps(manifest, indent=0, sort_keys=True))
     logger.info("staged %s -> %s (%d of %d files fetched)", uri, target, fetched, len(wanted))
     return target
 

@@ -122,3 +122,10 @@ def test_present_files_of_the_same_size_are_not_fetched_again(s3_prefix, tmp_pat
     ]
     assert _local_files(target) == {**FILES, "metadata/new.bin": b"new object"}
     assert not [p for p in target.rglob(".*")]  # atomic downloads leave no temporary files
+
+    # an object rewritten with the same size (a new random checkpoint of the same shapes) is fetched again
+    download_count.clear()
+    storage.write_bytes(storage.join(s3_prefix, "metadata/new.bin"), b"NEW OBJECT")
+    staging.stage_down(s3_prefix, cache_dir=cache)
+    assert download_count == [storage.join(s3_prefix, "metadata/new.bin")]
+    assert (target / "metadata/new.bin").read_bytes() == b"NEW OBJECT"
