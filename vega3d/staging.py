@@ -77,7 +77,6 @@ def stage_down(uri: str, cache_dir: Path | None = None, subpaths: list[str] | No
             local = target / rel
             if local.exists() and local.stat().st_size == size and manifest.get(rel) == version:
                 continue
-            manifest.pop(rel, None)
             storage.download_file(storage.join(uri, rel), local)
             manifest[rel] = version
             fetched += 1
