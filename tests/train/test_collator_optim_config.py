@@ -105,3 +105,13 @@ def test_cosine_schedule_with_three_percent_warmup() -> None:
     step = 50  # cosine: 0.5 (1 + cos(pi * (50 - 3) / 97))
     assert lrs[step] == pytest.approx(1e-5 * 0.5 * (1 + math.cos(math.pi * (step - 3) / 97)))
     assert optimizer.param_groups[1]["lr"] == pytest.approx(0.0)  # the vision group decays to 0 too
+
+
+def test_gradient_norm_by_hand() -> None:
+    from vega3d.train.trainer import gradient_norm
+
+    layer = torch.nn.Linear(2, 1)
+    assert gradient_norm(layer) is None  # no backward yet
+    layer.weight.grad = torch.tensor([[3.0, 0.0]])
+    layer.bias.grad = torch.tensor([4.0])
+    assert gradient_norm(layer) == pytest.approx(5.0)  # sqrt(3^2 + 4^2)

@@ -29,11 +29,22 @@ def test_two_processes_match_one_process_same_global_batch(tmp_path: Path, stage
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["task_losses"] == pytest.approx(a["task_losses"], rel=1e-5, abs=1e-6)
         assert b["lr"] == pytest.approx(a["lr"])
+        assert a["grad_norm"] > 0 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
     w1 = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     w2 = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     assert w1.keys() == w2.keys()
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], rtol=1e-5, atol=1e-6)
+
+
+def test_grad_norm_without_zero_is_the_one_zero2_reports(tmp_path: Path) -> None:
+    """Stage 0 (our norm of the gradients) and ZeRO-2 (DeepSpeed's): the same first step, the same norm."""
+    common = ["train.max_steps=2", "train.per_device_batch_size=2"]
+    plain = run_worker(tmp_path, "plain", 1, common + ["train.zero_stage=0"])
+    zero2 = run_worker(tmp_path, "zero2", 1, common + ["train.zero_stage=2"])
+    first_plain, first_zero2 = plain["history"][0]["grad_norm"], zero2["history"][0]["grad_norm"]
+    assert first_plain > 0
+    assert first_plain == pytest.approx(first_zero2, rel=1e-4)
 
 
 @pytest.mark.parametrize("model", ["toy", "tiny"])

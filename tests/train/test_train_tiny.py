@@ -112,6 +112,9 @@ def test_metrics_params_and_model_in_mlflow_with_s3_output(
     assert [m.value for m in sorted(losses, key=lambda m: m.step)] == pytest.approx([r["loss"] for r in recorded])
     assert len(client.get_metric_history(run.info.run_id, "train/lr")) == steps
     assert len(client.get_metric_history(run.info.run_id, "train/samples_per_s")) == steps
+    norms = sorted(client.get_metric_history(run.info.run_id, "train/grad_norm"), key=lambda m: m.step)
+    assert [m.value for m in norms] == pytest.approx([r["grad_norm"] for r in recorded])
+    assert all(r["grad_norm"] > 0 for r in recorded)
     task_metrics = {k for k in run.data.metrics if k.startswith("train/loss_")}
     expected = {f"train/loss_{t}" for r in recorded for t in r["task_losses"]}
     assert expected and expected <= task_metrics

@@ -64,6 +64,7 @@ class StepRecord:
     lr: float
     task_losses: dict[str, float]
     samples_per_s: float
+    grad_norm: float | None = None  # global gradient norm before clipping (None where DeepSpeed reports none)
 
 
 @dataclass
@@ -106,6 +107,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def gradient_norm(module: torch.nn.Module) -> float | None:
+    """L2 norm over every parameter gradient of ``module`` (None when no parameter has one)."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else None
 
 
 def move_to(value: Any, device: torch.device, float_dtype: torch.dtype) -> Any:
@@ -237,15 +244,20 @@ class Trainer:
             for micro, batch in enumerate(loader):
                 output = engine(**prepare_inputs(batch, engine.device, dtype))
                 engine.backward(output.loss)
+                boundary = (micro + 1) % train.gradient_accumulation_steps == 0
+                # without ZeRO, DeepSpeed clips but keeps no norm: take it from the (all-reduced) gradients
+                own_norm = gradient_norm(engine.module) if boundary and engine.zero_optimization_stage() == 0 else None
                 lr = engine.get_lr()[0]  # the rate this step's update uses
                 engine.step()
                 accumulator.add(output, batch, self.cfg.model.ground_temperature)
-                if (micro + 1) % train.gradient_accumulation_steps:
+                if not boundary:
                     continue
                 step += 1
+                reported = engine.get_global_grad_norm()
                 record = accumulator.finish(
                     step, next(groups), lr,
                     global_batch_size(train, self.world_size) / (time.perf_counter() - started),
+                    float(reported) if reported is not None else own_norm,
                 )
                 history.append(record)
                 self._report(record, progress)
@@ -287,6 +299,8 @@ class Trainer:
         progress.set_postfix(loss=f"{record.loss:.4f}", group=record.group)
         if self.tracker is not None and record.step % self.cfg.train.logging_steps == 0:
             metrics = {"train/loss": record.loss, "train/lr": record.lr, "train/samples_per_s": record.samples_per_s}
+            if record.grad_norm is not None:
+                metrics["train/grad_norm"] = record.grad_norm
             metrics[f"train/loss_{record.group}"] = record.loss
             metrics.update({f"train/loss_{task}": value for task, value in record.task_losses.items()})
             self.tracker.log_metrics(metrics, step=record.step)
@@ -354,7 +368,9 @@ class _StepAccumulator:
             entry[0] += value
             entry[1] += 1
 
-    def finish(self, step: int, group: str, lr: float, samples_per_s: float) -> StepRecord:
+    def finish(
+        self, step: int, group: str, lr: float, samples_per_s: float, grad_norm: float | None = None
+    ) -> StepRecord:
         names = sorted(t for tasks in TASK_GROUPS.values() for t in tasks)
         values = [self.loss_sum, float(self.micro_batches)]
         for name in names:
@@ -367,7 +383,7 @@ class _StepAccumulator:
         }
         if any(task_group(t) != group for t in task_losses):
             raise RuntimeError(f"step {step} mixed task groups {sorted(task_losses)}; the sampler is broken")
-        return StepRecord(step, group, float(totals[0] / totals[1]), lr, task_losses, samples_per_s)
+        return StepRecord(step, group, float(totals[0] / totals[1]), lr, task_losses, samples_per_s, grad_norm)
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
