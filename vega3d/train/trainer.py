@@ -279,9 +279,10 @@ class Trainer:
         return TrainResult(model_uri=model_uri, history=history, resumed_from_step=start_step)
 
     def _earlier_history(self, start_step: int) -> list[dict[str, Any]]:
-        """The records of earlier runs into this output up to the step this run resumes from (none when fresh)."""
+        """Rank 0 (the only writer): the records of earlier runs into this output up to the step this run
+        resumes from (none when fresh)."""
         path = storage.join(self.cfg.train.output_uri, HISTORY_FILE)
-        if start_step == 0 or not storage.exists(path):
+        if self.rank != 0 or start_step == 0 or not storage.exists(path):
             return []
         return [r for r in storage.read_json(path) if r["step"] <= start_step]
 
