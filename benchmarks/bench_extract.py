@@ -46,7 +46,7 @@ def bench_early_exit(folder: Path, frames: int, size: int, rounds: int) -> None:
     import torch
 
     from vega3d.config import GenerativeConfig
-    from vega3d.generative.tiny import write_tiny_wan
+    from vega3d.testing.tiny_generative import write_tiny_wan
     from vega3d.generative.wan import build_wan
 
     checkpoint, _ = write_tiny_wan(folder / "wan-30", num_layers=30)
@@ -81,8 +81,8 @@ def bench_early_exit(folder: Path, frames: int, size: int, rounds: int) -> None:
 def bench_workers(folder: Path, scenes: int, frames: int, size: int) -> None:
     """Part 2: `vega3d extract` scenes/s with 1 and 2 worker processes."""
     from vega3d.config import SyntheticConfig
-    from vega3d.data.synthetic import synthesize_scenes
-    from vega3d.generative.tiny import write_tiny_wan
+    from vega3d.testing.synthetic import synthesize_scenes
+    from vega3d.testing.tiny_generative import write_tiny_wan
 
     root = folder / "data"
     synthesize_scenes(root, SyntheticConfig(num_train=scenes - 2, num_val=1, num_test=1, frames=16,

@@ -144,8 +144,8 @@ def main() -> None:
         return
 
     from vega3d.config import SyntheticConfig
-    from vega3d.demo import prepare_demo_data, upload_data_root
-    from vega3d.services import local_services
+    from vega3d.testing.demo import prepare_demo_data, upload_data_root
+    from vega3d.testing.services import local_services
 
     synthetic = SyntheticConfig(num_train=2, num_val=1, num_test=1, frames=16, width=160, height=120, seed=7)
     overrides = ["generative.mode=offline", f"eval.max_samples={args.max_samples}", "train.save_steps=2"]

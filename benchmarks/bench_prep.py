@@ -18,7 +18,7 @@ from vega3d.config import SyntheticConfig
 from vega3d.data.frames import load_scene_frames, scene_frame_ids
 from vega3d.data.geometry import frame_voxel_sets, world_coordinates, world_coordinates_and_voxels
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import scene_truth, write_scene
+from vega3d.testing.synthetic import scene_truth, write_scene
 
 
 def best_of(func, repeats: int) -> float:

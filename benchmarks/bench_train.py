@@ -30,11 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 def build_root(folder: Path) -> Path:
     """Synthetic scenes (4 train) + benchmarks + prep + tiny LLaVA-Video and Wan checkpoints."""
     from vega3d.config import SyntheticConfig, load_config
-    from vega3d.data.benchmarks import write_benchmarks
+    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.data.prep import run_prep
-    from vega3d.data.synthetic import synthesize_scenes
-    from vega3d.generative.tiny import write_tiny_wan
-    from vega3d.model.checkpoint import write_tiny_llava_video
+    from vega3d.testing.synthetic import synthesize_scenes
+    from vega3d.testing.tiny_generative import write_tiny_wan
+    from vega3d.testing.tiny_llava import write_tiny_llava_video
 
     root = folder / "data"
     synth = SyntheticConfig(num_train=4, num_val=1, num_test=1, frames=16, width=160, height=120, seed=5)

@@ -6,7 +6,7 @@ import typer
 
 from vega3d.compare import compare_command
 from vega3d.data.commands import app as data_app
-from vega3d.demo import demo_command
+from vega3d.testing.demo import demo_command
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app

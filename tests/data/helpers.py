@@ -9,7 +9,7 @@ import numpy as np
 from vega3d.config import SyntheticConfig
 from vega3d.data import scannet
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import SceneTruth, synthesize_scenes
+from vega3d.testing.synthetic import SceneTruth, synthesize_scenes
 
 SMALL_CONFIG = SyntheticConfig(num_train=2, num_val=1, num_test=1, frames=16, width=160, height=120, seed=7)
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from vega3d.cli import app
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import load_truth
+from vega3d.testing.synthetic import load_truth
 
 SMALL = ["--num-train", "2", "--num-val", "1", "--num-test", "1", "--frames", "8", "--width", "80",
          "--height", "60", "--seed", "5"]

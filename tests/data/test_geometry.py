@@ -8,7 +8,7 @@ from tests.data.helpers import distance_to_surfaces
 from vega3d.data import geometry
 from vega3d.data.frames import load_scene_frames, scene_frame_ids
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import load_truth
+from vega3d.testing.synthetic import load_truth
 
 
 def _rotation_z(angle: float) -> np.ndarray:

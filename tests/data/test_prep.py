@@ -16,7 +16,7 @@ from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import DataLayout, video_id
 from vega3d.data.prep import PrepError
-from vega3d.data.synthetic import load_truth
+from vega3d.testing.synthetic import load_truth
 
 # Mesh vertices are stored as float32 in the raw scan frame; moving them back into the aligned frame
 # reproduces the true box faces up to float32 rounding of coordinates of a few metres (at most 6.4e-7 m

@@ -11,7 +11,7 @@ from vega3d.data import sampling
 from vega3d.data.frames import scene_frame_ids
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import load_truth, synthesize_scenes
+from vega3d.testing.synthetic import load_truth, synthesize_scenes
 
 
 def test_uniform_indices():

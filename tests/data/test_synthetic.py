@@ -15,7 +15,7 @@ from vega3d.data.boxes import box_from_points, box_iou_matrix
 from vega3d.data.frames import load_scene_frames, scene_frame_ids
 from vega3d.data.geometry import world_coordinates
 from vega3d.data.layout import DataLayout
-from vega3d.data.synthetic import CATEGORIES, COLORS, load_truth, scene_names, scene_truth
+from vega3d.testing.synthetic import CATEGORIES, COLORS, load_truth, scene_names, scene_truth
 
 
 def test_scene_truth_is_deterministic_and_seeded():

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import re
 
-from vega3d.data.benchmarks import DISTRACTOR_LABELS, plural
-from vega3d.data.synthetic import CATEGORIES, ObjectTruth, SceneTruth
+from vega3d.testing.synthetic_benchmarks import DISTRACTOR_LABELS, plural
+from vega3d.testing.synthetic import CATEGORIES, ObjectTruth, SceneTruth
 
 SENTENCE_FRAMES = re.compile(
     r"^(?:this is |find |there is |look for )?(?P<np>the .+?|all the .+?|every .+?)(?: is in the room| here| in the room)?$"
@@ -32,7 +32,7 @@ def vocabulary(truth: SceneTruth) -> dict[str, str]:
 
 
 def colours(truths: list[SceneTruth]) -> set[str]:
-    from vega3d.data.benchmarks import EXTRA_COLORS
+    from vega3d.testing.synthetic_benchmarks import EXTRA_COLORS
 
     return {o.color for t in truths for o in t.objects} | set(EXTRA_COLORS)
 

@@ -17,7 +17,7 @@ def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small synthetic scenes + raw benchmarks + `run_prep` outputs + a tiny random LLaVA-Video checkpoint
     at the tiny preset's model.checkpoint (relative to the root); read-only."""
     from vega3d.config import load_config
-    from vega3d.model.checkpoint import write_tiny_llava_video
+    from vega3d.testing.tiny_llava import write_tiny_llava_video
 
     root = tmp_path_factory.mktemp("eval_synthetic") / "data"
     make_small_root(root)

@@ -111,7 +111,7 @@ def test_online_and_offline_generative_features_give_the_same_predictions(prepar
     """Tiny Wan T2V online, then the same features extracted into the store and read by feature id."""
     from vega3d.generative.extract import extract_features
     from vega3d.generative.source import OfflineFeatures, OnlineFeatures
-    from vega3d.generative.tiny import write_tiny_wan
+    from vega3d.testing.tiny_generative import write_tiny_wan
 
     wan, _ = write_tiny_wan(tmp_path / "tiny-wan-t2v")
     online = load_config("tiny", ["eval.max_new_tokens=6", f"data.root={prepared_root}",

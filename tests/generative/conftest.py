@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vega3d.config import GenerativeConfig
-from vega3d.generative.tiny import write_tiny_wan
+from vega3d.testing.tiny_generative import write_tiny_wan
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,7 +40,7 @@ def wan_config(checkpoint: Path, **changes) -> GenerativeConfig:
 @pytest.fixture(scope="session")
 def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny checkpoints of the non-Wan families, by encoder id."""
-    from vega3d.generative import tiny
+    from vega3d.testing import tiny_generative as tiny
 
     root = tmp_path_factory.mktemp("family")
     sd = tiny.write_tiny_sd(root / "sd21")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import UMT5EncoderModel
 
-from vega3d.generative import checkpoints as ckpt
+from vega3d.generative import weights as ckpt
 from vega3d.generative.text_embedding import cache_root, empty_prompt_embedding
 
 

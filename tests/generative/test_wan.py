@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.generative.conftest import wan_config
-from vega3d.generative.checkpoints import CheckpointError
+from vega3d.generative.weights import CheckpointError
 from vega3d.generative.wan import build_wan, flow_match_timestep
 
 SCENE = "scene0000_00"
@@ -155,7 +155,7 @@ def test_mismatched_original_config_names_both_files(tiny_wan, tmp_path):
 
 
 def test_original_weights_missing_blocks_fail_naming_the_file(tiny_wan, tmp_path):
-    from vega3d.generative.tiny import write_tiny_wan
+    from vega3d.testing.tiny_generative import write_tiny_wan
 
     _, shallow = write_tiny_wan(tmp_path / "shallow", num_layers=2)
     broken = tmp_path / "wan"

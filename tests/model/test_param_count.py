@@ -9,7 +9,7 @@ import torch
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from vega3d.config import ModelConfig
-from vega3d.model.checkpoint import SIGLIP_ASSET, asset_config
+from vega3d.model.loading import SIGLIP_ASSET, asset_config
 from vega3d.model.configuration import build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel
 

@@ -4,14 +4,14 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.model.helpers import tiny_model, tiny_model_config
-from vega3d.model.checkpoint import default_corpus
+from vega3d.testing.tiny_llava import default_corpus, train_tiny_tokenizer
 from vega3d.model.prompts import (
     IGNORE_INDEX,
     SPATIAL_INSTRUCTION,
     encode_record,
     use_spatial_instruction,
 )
-from vega3d.model.tokenizer import add_special_tokens, train_tiny_tokenizer
+from vega3d.model.tokenizer import add_special_tokens
 
 QA = {"id": "scanqa_0", "task": "scanqa", "conversations": [
     {"from": "human", "value": "<image>\nWhat is on the table? Answer the question simply."},

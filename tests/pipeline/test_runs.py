@@ -182,7 +182,7 @@ def test_load_config_from_s3_uri(s3_prefix):
 
 def test_demo_resolves_the_config_its_pipeline_runs():
     """The demo reads the report at the run's digest-addressed path: its own resolution must match setup_run's."""
-    from vega3d.demo import DEMO_PARAMS, demo_overrides
+    from vega3d.testing.demo import DEMO_PARAMS, demo_overrides
 
     ours = resolve_run_config("tiny", demo_overrides(DEMO_PARAMS), ROOT, DATA)
     # components/setup_run.py: the same parameters, with num_gpus (default 1) passed as nproc

@@ -2,10 +2,10 @@
 
 Fixtures
 --------
-``seaweedfs``      a running SeaweedFS (``vega3d.services.SeaweedFS``): ``.endpoint``, ``.access_key``,
+``seaweedfs``      a running SeaweedFS (``vega3d.testing.services.SeaweedFS``): ``.endpoint``, ``.access_key``,
                    ``.secret_key``, ``.bucket``, ``.env()`` (AWS_* variables), ``.uri(*parts)`` -> s3://bucket/...
                    Started once per test session (about 1 s), stopped at the end.
-``mlflow_server``  a running MLflow server (``vega3d.services.MlflowServer``) with a SQLite backend whose
+``mlflow_server``  a running MLflow server (``vega3d.testing.services.MlflowServer``) with a SQLite backend whose
                    artifacts are proxied to ``s3://<bucket>/mlflow`` on ``seaweedfs``: ``.url``, ``.env()``,
                    ``.artifacts_destination``. Started once per session (5 s idle, up to 30 s on a busy machine).
 ``s3_env``         function-scoped: exports ``seaweedfs.env()`` into os.environ (restored afterwards) so
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vega3d.services import MlflowServer, SeaweedFS, start_mlflow, start_seaweedfs
+from vega3d.testing.services import MlflowServer, SeaweedFS, start_mlflow, start_seaweedfs
 
 
 @pytest.fixture(scope="session")

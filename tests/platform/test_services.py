@@ -1,4 +1,4 @@
-"""vega3d.services: real SeaweedFS and MLflow processes on loopback, kept or stopped cleanly."""
+"""vega3d.testing.services: real SeaweedFS and MLflow processes on loopback, kept or stopped cleanly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vega3d.services import (
+from vega3d.testing.services import (
     LOOPBACK,
     STATE_FILE,
     MlflowServer,

@@ -11,7 +11,7 @@ import pytest
 from s3fs.errors import translate_boto_error
 
 from vega3d import storage
-from vega3d.services import LOOPBACK, SeaweedFS, free_port
+from vega3d.testing.services import LOOPBACK, SeaweedFS, free_port
 
 
 class Flaky:

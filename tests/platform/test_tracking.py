@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vega3d.config import Vega3DConfig
-from vega3d.services import LOOPBACK, MlflowServer, SeaweedFS, free_port
+from vega3d.testing.services import LOOPBACK, MlflowServer, SeaweedFS, free_port
 from vega3d.tracking import (
     CANDIDATE,
     CHAMPION,

@@ -14,9 +14,9 @@ def train_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.data.helpers import make_small_root
     from tests.data.prepared import add_benchmarks, prepare
     from vega3d.config import load_config
-    from vega3d.demo import benchmark_corpus
-    from vega3d.generative.tiny import write_tiny_wan
-    from vega3d.model.checkpoint import default_corpus, write_tiny_llava_video
+    from vega3d.testing.demo import benchmark_corpus
+    from vega3d.testing.tiny_generative import write_tiny_wan
+    from vega3d.testing.tiny_llava import default_corpus, write_tiny_llava_video
 
     root = tmp_path_factory.mktemp("train_synthetic") / "data"
     make_small_root(root)

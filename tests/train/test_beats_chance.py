@@ -33,7 +33,7 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1"}  # two intra-op threads on a shared 2-c
 @pytest.fixture(scope="module")
 def default_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default-size synthetic data root with the tiny checkpoints, prepared (``vega3d data prep``)."""
-    from vega3d.demo import prepare_demo_data
+    from vega3d.testing.demo import prepare_demo_data
 
     root = tmp_path_factory.mktemp("beats_chance") / "data"
     prepare_demo_data(root, "tiny")
@@ -45,7 +45,7 @@ def default_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def grounding_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 train / 6 val synthetic scenes (95 val ScanRefer descriptions), prepared."""
     from vega3d.config import load_config
-    from vega3d.demo import prepare_demo_data
+    from vega3d.testing.demo import prepare_demo_data
 
     root = tmp_path_factory.mktemp("beats_chance_grounding") / "data"
     synthetic = load_config("tiny").data.synthetic.model_copy(update={"num_train": 16, "num_val": 6})

@@ -153,7 +153,7 @@ def test_tiny_preset_learns_every_task(train_root: Path, tmp_path: Path) -> None
 def test_gradient_checkpointing_switch_keeps_the_loss_curve(train_root: Path, tmp_path: Path) -> None:
     """model.gradient_checkpointing=true recomputes activations (ZeRO-3) and trains to the same curve."""
     from vega3d.config import load_config
-    from vega3d.model.checkpoint import load_model
+    from vega3d.model.loading import load_model
 
     cfg = load_config("tiny", [f"data.root={train_root}", "model.gradient_checkpointing=true",
                                "generative.backbone=none"]).with_paths_under_root()

@@ -185,7 +185,7 @@ def eval_device() -> torch.device:
 
 def load_eval_model(cfg: Vega3DConfig, generative_channels: int, device: torch.device):
     """(model, tokenizer) of ``model.checkpoint`` (relative to ``data.root``) in eval mode, bf16 on CUDA."""
-    from vega3d.model.checkpoint import load_model
+    from vega3d.model.loading import load_model
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     cfg = cfg.with_paths_under_root()

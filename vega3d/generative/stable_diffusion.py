@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from vega3d.config import GenerativeConfig
-from vega3d.generative import checkpoints as ckpt
+from vega3d.generative import weights as ckpt
 from vega3d.generative.base import CLIP, SIGNED_UNIT, GenerativeEncoder, capture_input, seeded_noise
 from vega3d.generative.text_embedding import empty_prompt_embedding
 

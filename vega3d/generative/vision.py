@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vega3d.config import GenerativeConfig
-from vega3d.generative import checkpoints as ckpt
+from vega3d.generative import weights as ckpt
 from vega3d.generative.base import IMAGENET, GenerativeEncoder, check_frames
 
 RESOLUTION = (224, 224)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from vega3d.config import GenerativeConfig
-from vega3d.generative import checkpoints as ckpt
+from vega3d.generative import weights as ckpt
 from vega3d.generative.base import SIGNED_UNIT, GenerativeEncoder, capture_input, seeded_noise
 from vega3d.generative.text_embedding import empty_prompt_embedding
 

@@ -1,4 +1,4 @@
-"""Tokenizers: the Qwen2 tokenizer of the checkpoint folder, a tiny offline-trained one, and the
+"""Tokenizers: the Qwen2 tokenizer of the checkpoint folder and the
 VEGA-3D special tokens ``<image>``, ``<ground>``, ``<coord>`` (embedding rows = mean of existing rows).
 """
 
@@ -45,45 +45,6 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     tokenizer = cls.from_pretrained(str(path), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = QWEN_PAD_TOKEN
-    return tokenizer
-
-
-def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> PreTrainedTokenizerBase:
-    """Train a byte-level BPE (Qwen2 pre-tokenizer) on ``texts`` and save it as a Qwen2 tokenizer folder.
-
-    The result has ``vocab_size - RESERVED_ROWS`` entries (the ChatML tokens included) so that adding
-    ``<image>``, ``<ground>``, ``<coord>`` later fits the model's ``vocab_size`` rows.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    size = vocab_size - RESERVED_ROWS
-    if size < 256 + 3:
-        raise ValueError(f"vocab_size {vocab_size} is too small for a byte-level BPE (needs >= {256 + 3 + RESERVED_ROWS})")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=size,
-        special_tokens=[QWEN_PAD_TOKEN, QWEN_IM_START, QWEN_IM_END],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(list(texts), trainer=trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(
-        vocab=model["vocab"], merges=merges, eos_token=QWEN_IM_END, pad_token=QWEN_PAD_TOKEN,
-        unk_token=None, additional_special_tokens=[QWEN_IM_START, QWEN_IM_END],
-    )
-    tokenizer.model_max_length = 32768
-    tokenizer.padding_side = "right"
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(str(out_dir))
     return tokenizer
 
 

@@ -9,7 +9,7 @@ DeepSpeed itself does the distributed work: ZeRO-2/3 sharding, gradient accumula
 scheduler step and the engine checkpoint format.
 
 Gradient checkpointing (``model.gradient_checkpointing``) is switched on by the model loader
-(``vega3d.model.checkpoint.load_model``), so the loop runs the model as loaded.
+(``vega3d.model.loading.load_model``), so the loop runs the model as loaded.
 
 Per step the loss is averaged over micro-batches and ranks, so 1 process with accumulation ``k*a`` and ``k``
 processes with accumulation ``a`` log the same curve (the sampler gives them the same micro-batches).
@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from vega3d import storage
 from vega3d.config import Vega3DConfig
-from vega3d.train.checkpointing import CheckpointManager
+from vega3d.train.checkpoints import CheckpointManager
 from vega3d.train.collator import model_inputs
 from vega3d.train.deepspeed_config import build_deepspeed_config, global_batch_size
 from vega3d.train.optim import build_optimizer, build_scheduler
@@ -430,7 +430,7 @@ def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Tr
     """The Trainer of a resolved config: model (+ tokenizer) from ``model.checkpoint``, the train records of
     ``data.tasks``, generative features per ``generative`` (none for ``backbone: none``)."""
     from vega3d.data.layout import DataLayout
-    from vega3d.model.checkpoint import load_model
+    from vega3d.model.loading import load_model
     from vega3d.train.collator import Vega3DCollator
     from vega3d.train.dataset import Vega3DDataset, load_records
 

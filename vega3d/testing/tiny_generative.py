@@ -1,6 +1,6 @@
 """Writers of tiny random-initialised checkpoints of every generative family, in the real on-disk formats.
 
-Tests and the demo load them through the same code that loads the real weights (``checkpoints.py``). The Wan
+Tests and the demo load them through the same code that loads the real weights (``vega3d.generative.weights``). The Wan
 writer writes the same random weights twice: in the diffusers layout and in the original Wan2.1 layout
 (original key names, ``Wan2.1_VAE.pth``, ``models_t5_umt5-xxl-enc-bf16.pth``, ``google/umt5-xxl``). The
 original names are produced by inverting diffusers' converters here and checked by running those converters
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vega3d.generative import checkpoints as ckpt
+from vega3d.generative import weights as ckpt
 
 TINY_WAN_TRANSFORMER = {
     "patch_size": [1, 2, 2],

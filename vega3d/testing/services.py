@@ -294,7 +294,7 @@ def start_local_services(workdir: str | Path, bucket: str = "vega3d") -> LocalSe
         names = ", ".join(f"{service.name} (pid {service.pid})" for service in running)
         raise ServiceError(
             f"{names} from an earlier run still serve {Path(workdir) / STATE_FILE}; stop them first "
-            f"(`vega3d demo --stop` or vega3d.services.stop_recorded_services({str(workdir)!r}))"
+            f"(`vega3d demo --stop` or vega3d.testing.services.stop_recorded_services({str(workdir)!r}))"
         )
     s3 = start_seaweedfs(workdir, bucket=bucket)
     try:
@@ -320,7 +320,7 @@ def local_services(workdir: str | Path, bucket: str = "vega3d", keep: bool = Fal
         if keep:
             logger.info(
                 "services kept running: MLflow %s, S3 %s (stop them with `vega3d demo --stop` or "
-                "vega3d.services.stop_recorded_services(%r))",
+                "vega3d.testing.services.stop_recorded_services(%r))",
                 services.mlflow.url, services.s3.endpoint, str(workdir),
             )  # fmt: skip
         else:

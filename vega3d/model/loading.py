@@ -1,4 +1,4 @@
-"""Checkpoints: LLaVA-Video-7B-Qwen2 as published, our own saved format, and a tiny LLaVA-Video writer.
+"""Model loading: LLaVA-Video-7B-Qwen2 as published and our own saved format -> ``Vega3DModel``.
 
 LLaVA-Video layout (config.json of ``LlavaQwenForCausalLM`` + sharded safetensors with
 ``model.safetensors.index.json`` + the Qwen2 tokenizer files):
@@ -27,7 +27,7 @@ from transformers.initialization import no_init_weights
 from vega3d.config import ModelConfig
 from vega3d.model.configuration import Vega3DConfigHF, build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel, enable_gradient_checkpointing
-from vega3d.model.tokenizer import add_special_tokens, load_tokenizer, train_tiny_tokenizer
+from vega3d.model.tokenizer import add_special_tokens, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -57,8 +57,6 @@ _TO_LLAVA: list[tuple[str, str]] = [
 _SKIPPED = re.compile(r"^model\.vision_tower\.vision_tower\.vision_model\.(post_layernorm|head)\.")
 # Modules VEGA-3D adds on top of LLaVA-Video: initialised fresh when loading the published weights.
 NEW_MODULES = ("generative_projector.", "fusion.", "ground_head.")
-# write_tiny_llava_video: std of the random projector's output layer (see there).
-TINY_PROJECTOR_OUTPUT_STD = 0.6
 # (config.json key, LLMConfig field) pairs that must agree between a LLaVA-Video folder and the run.
 _LLM_FIELDS = [
     ("hidden_size", "hidden_size"), ("intermediate_size", "intermediate_size"),
@@ -243,87 +241,3 @@ def llava_video_config(model_cfg: ModelConfig) -> dict[str, Any]:
         "torch_dtype": "float32",
     })
     return config
-
-
-def default_corpus() -> list[str]:
-    """Text the tiny tokenizer is trained on when no corpus is given: the prompts of SPEC.md."""
-    from vega3d.model.prompts import SPATIAL_INSTRUCTION, SYSTEM_PROMPT
-
-    words = ("chair table bed sofa door window cabinet desk lamp shelf sink toilet towel pillow picture curtain "
-             "red green blue yellow white black brown gray left right front behind near next to above below "
-             "the a of on in is what where which how many can color shape object room wall floor").split()
-    sentences = [
-        SYSTEM_PROMPT, SPATIAL_INSTRUCTION,
-        "Identify the object according to the following description.",
-        "There may be no corresponding object, or there may be one or more objects.",
-        "Given an object located at <coord> , describe the object in detail.",
-        "Answer the question simply.", "Answer the question using a single word or phrase.",
-    ]
-    sentences += [f"the {a} {b} is {c} the {d} ." for a, b, c, d in zip(words, words[5:], words[10:], words[15:], strict=False)]
-    return sentences * 4 + [" ".join(words)] * 4 + [str(n) for n in range(100)]
-
-
-def write_llava_video(
-    model: Vega3DModel,
-    path: str | Path,
-    model_cfg: ModelConfig,
-    corpus: Iterable[str] | None = None,
-    num_shards: int = 2,
-) -> Path:
-    """Write ``model``'s LLaVA-Video part in the published layout: config.json with the published fields,
-    ``num_shards`` safetensors + index, the (unused) post-layernorm keys, and a Qwen2 tokenizer trained on
-    ``corpus``. The VEGA-3D additions are not written (LLaVA-Video has none)."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tensors = {}
-    for name, tensor in model.state_dict().items():
-        key = to_llava(name)
-        if key is not None:
-            tensors[key] = tensor.detach().clone().contiguous()
-    prefix = "model.vision_tower.vision_tower.vision_model.post_layernorm."
-    tensors[prefix + "weight"] = torch.ones(model_cfg.vision.hidden_size)
-    tensors[prefix + "bias"] = torch.zeros(model_cfg.vision.hidden_size)
-
-    keys = sorted(tensors)
-    shard_names = [f"model-{i + 1:05d}-of-{num_shards:05d}.safetensors" for i in range(num_shards)]
-    weight_map = {key: shard_names[min(i * num_shards // len(keys), num_shards - 1)] for i, key in enumerate(keys)}
-    for shard in shard_names:
-        save_file({k: tensors[k] for k in keys if weight_map[k] == shard}, str(tmp / shard), metadata={"format": "pt"})
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    (tmp / "config.json").write_text(json.dumps(llava_video_config(model_cfg), indent=2))
-    train_tiny_tokenizer(corpus if corpus is not None else default_corpus(), model_cfg.llm.vocab_size, tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    logger.info("wrote a LLaVA-Video checkpoint (%d tensors, %d shards) to %s", len(keys), num_shards, path)
-    return path
-
-
-def write_tiny_llava_video(
-    path: str | Path,
-    model_cfg: ModelConfig,
-    corpus: Iterable[str] | None = None,
-    seed: int = 0,
-    num_shards: int = 2,
-    projector_output_std: float = TINY_PROJECTOR_OUTPUT_STD,
-) -> Path:
-    """A random model of ``model_cfg``'s sizes written in the LLaVA-Video layout (tests and the demo).
-
-    Everything is initialised as transformers does (normal, std ``initializer_range`` = 0.02) except the
-    projector's output layer, drawn with std ``projector_output_std``: at tiny widths the default makes the
-    visual features E ~50x smaller than the sin3d code added to them (token norm 0.07 vs 5.5 at d = 64), so an
-    object feature is ~98% box position and the grounding head cannot learn appearance (measured: val accuracy
-    on ground-truth proposals 18% with the default, 45% with 0.6 after 1,200 grounding steps).
-    """
-    torch.manual_seed(seed)
-    model = Vega3DModel(build_hf_config(model_cfg, 0))
-    with torch.no_grad():
-        model.mm_projector[-1].weight.normal_(0.0, projector_output_std)
-    return write_llava_video(model, path, model_cfg, corpus, num_shards)

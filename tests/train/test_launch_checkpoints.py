@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vega3d.train import launch
-from vega3d.train.checkpointing import (
+from vega3d.train.checkpoints import (
     COMPLETE_MARKER,
     CheckpointManager,
     capture_rng,

@@ -1,4 +1,4 @@
-"""Checkpoints: tiny LLaVA-Video layout written and loaded back, our own format, key errors."""
+"""Model loading: tiny LLaVA-Video layout written and loaded back, our own format, key errors."""
 
 import json
 
@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.model.helpers import collate, frames, tiny_model_config
-from vega3d.model.checkpoint import (
+from vega3d.model.loading import (
     INDEX_FILE,
     CheckpointError,
     load_llava_video,
@@ -15,9 +15,8 @@ from vega3d.model.checkpoint import (
     save_model,
     to_llava,
     to_ours,
-    write_llava_video,
-    write_tiny_llava_video,
 )
+from vega3d.testing.tiny_llava import write_llava_video, write_tiny_llava_video
 from vega3d.model.configuration import build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel
 from vega3d.model.tokenizer import IMAGE_TOKEN, add_special_tokens, load_tokenizer
@@ -108,7 +107,7 @@ def test_vega3d_additions_are_initialised_on_load(tiny_folder):
 
 def test_tiny_projector_output_layer_is_drawn_wider(tiny_folder):
     """write_tiny_llava_video: projector output std 0.6, every other matrix the transformers std 0.02."""
-    from vega3d.model.checkpoint import TINY_PROJECTOR_OUTPUT_STD
+    from vega3d.testing.tiny_llava import TINY_PROJECTOR_OUTPUT_STD
 
     stored = {}
     for shard in tiny_folder.glob("*.safetensors"):

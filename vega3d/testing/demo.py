@@ -69,9 +69,9 @@ def prepare_demo_data(data_root: Path, preset: str = "tiny", synthetic: Syntheti
     ``synthetic`` overrides the preset's data set size (tests use a smaller one).
     """
     from vega3d.data.commands import synthesize_root
-    from vega3d.data.synthetic import truth_path
-    from vega3d.generative.tiny import write_tiny_wan
-    from vega3d.model.checkpoint import default_corpus, write_tiny_llava_video
+    from vega3d.testing.synthetic import truth_path
+    from vega3d.testing.tiny_generative import write_tiny_wan
+    from vega3d.testing.tiny_llava import default_corpus, write_tiny_llava_video
 
     cfg = load_config(preset, [f"data.root={data_root}"]).with_paths_under_root()
     if not truth_path(data_root).exists():
@@ -93,7 +93,7 @@ def upload_data_root(data_local: Path, data_uri: str) -> int:
 def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> DemoResult:
     """Run the demo end to end (see the module docstring)."""
     from pipelines.local_run import run_local
-    from vega3d.services import local_services
+    from vega3d.testing.services import local_services
 
     workdir = workdir.resolve()
     params = {**DEMO_PARAMS, **(params or {})}
@@ -141,7 +141,7 @@ def demo_command(
     max_steps: Annotated[int, typer.Option(help="Optimiser steps of the tiny training run.")] = DEMO_PARAMS["max_steps"],
 ) -> None:
     """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
-    from vega3d.services import stop_recorded_services
+    from vega3d.testing.services import stop_recorded_services
 
     if stop:
         stopped = stop_recorded_services(workdir / "services")

@@ -39,7 +39,7 @@ from vega3d.data.layout import (
 )
 
 if TYPE_CHECKING:
-    from vega3d.data.synthetic import ObjectTruth, SceneTruth
+    from vega3d.testing.synthetic import ObjectTruth, SceneTruth
 
 STRUCTURE_LABELS = frozenset({"wall", "floor", "ceiling"})
 # Labels used for zero-target Multi3DRefer queries when a scene lacks them (besides the other scenes' labels).

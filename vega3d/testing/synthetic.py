@@ -4,7 +4,7 @@ A scene is an open-top room (floor + four walls) holding 4-10 axis-aligned boxes
 named colours, some labels repeated. The aligned frame has z up, the floor at z = 0 and the room centred on
 the origin; the raw scan frame differs from it by a rotation about z plus a translation (``axis_align`` maps
 raw -> aligned, as ScanNet's axisAlignment). A camera orbits inside the room looking at its centre; RGB and
-uint16 millimetre depth are rendered by ray casting (vega3d.data.raycast). The generator writes posed images,
+uint16 millimetre depth are rendered by ray casting (vega3d.testing.raycast). The generator writes posed images,
 poses (raw frame), intrinsics, the scan meta file, mesh + segments + aggregation, predicted instance masks,
 EmbodiedScan info files, split lists and ``synthetic_truth.json`` (the truth, for tests and benchmark files).
 """
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vega3d.config import SyntheticConfig
 from vega3d.data import embodiedscan, scannet
 from vega3d.data.layout import SPLITS, DataLayout
-from vega3d.data.raycast import RoomGeometry, render
+from vega3d.testing.raycast import RoomGeometry, render
 from vega3d.storage import write_json, write_text
 
 logger = logging.getLogger(__name__)
