@@ -25,9 +25,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def build_root(folder: Path):
     """Synthetic scenes + benchmarks + prep + tiny checkpoint; returns the config pointing at them."""
     from vega3d.config import SyntheticConfig, load_config
-    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.data.prep import run_prep
     from vega3d.testing.synthetic import synthesize_scenes
+    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.testing.tiny_llava import write_tiny_llava_video
 
     root = folder / "data"

@@ -46,8 +46,8 @@ def bench_early_exit(folder: Path, frames: int, size: int, rounds: int) -> None:
     import torch
 
     from vega3d.config import GenerativeConfig
-    from vega3d.testing.tiny_generative import write_tiny_wan
     from vega3d.generative.wan import build_wan
+    from vega3d.testing.tiny_generative import write_tiny_wan
 
     checkpoint, _ = write_tiny_wan(folder / "wan-30", num_layers=30)
     cfg = GenerativeConfig(checkpoint=str(checkpoint), block=20, resolution=(size, size))

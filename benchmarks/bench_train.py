@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 def build_root(folder: Path) -> Path:
     """Synthetic scenes (4 train) + benchmarks + prep + tiny LLaVA-Video and Wan checkpoints."""
     from vega3d.config import SyntheticConfig, load_config
-    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.data.prep import run_prep
     from vega3d.testing.synthetic import synthesize_scenes
+    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.testing.tiny_generative import write_tiny_wan
     from vega3d.testing.tiny_llava import write_tiny_llava_video
 

@@ -6,10 +6,10 @@ import typer
 
 from vega3d.compare import compare_command
 from vega3d.data.commands import app as data_app
-from vega3d.testing.demo import demo_command
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
+from vega3d.testing.demo import demo_command
 from vega3d.train.commands import train_command
 
 app = typer.Typer(

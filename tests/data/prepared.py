@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 from vega3d.config import load_config
-from vega3d.testing.synthetic_benchmarks import write_benchmarks
 from vega3d.data.prep import PrepReport, run_prep
 from vega3d.testing.synthetic import load_truth
+from vega3d.testing.synthetic_benchmarks import write_benchmarks
 
 
 def add_benchmarks(root: Path, seed: int = 0) -> None:

@@ -16,7 +16,6 @@ from vega3d.data.benchmark_formats import (
     read_scanrefer,
     read_sqa3d,
 )
-from vega3d.testing.synthetic_benchmarks import generate_benchmarks, write_benchmarks
 from vega3d.data.layout import (
     MULTI3DREFER_FILE,
     SCANQA_FILE,
@@ -26,6 +25,7 @@ from vega3d.data.layout import (
     DataLayout,
 )
 from vega3d.testing.synthetic import scene_names, scene_truth
+from vega3d.testing.synthetic_benchmarks import generate_benchmarks, write_benchmarks
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import pytest
 
 from vega3d.config import SyntheticConfig
 from vega3d.data.benchmark_formats import read_sqa3d
-from vega3d.testing.synthetic_benchmarks import generate_benchmarks, write_benchmarks
 from vega3d.data.errors import DataFileError
 from vega3d.data.layout import (
     MULTI3DREFER_FILE,
@@ -29,6 +28,7 @@ from vega3d.data.records import (
     sqa3d_records,
 )
 from vega3d.testing.synthetic import scene_names, scene_truth
+from vega3d.testing.synthetic_benchmarks import generate_benchmarks, write_benchmarks
 
 
 @pytest.fixture(scope="module")

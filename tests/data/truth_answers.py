@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import re
 
-from vega3d.testing.synthetic_benchmarks import DISTRACTOR_LABELS, plural
 from vega3d.testing.synthetic import CATEGORIES, ObjectTruth, SceneTruth
+from vega3d.testing.synthetic_benchmarks import DISTRACTOR_LABELS, plural
 
 SENTENCE_FRAMES = re.compile(
     r"^(?:this is |find |there is |look for )?(?P<np>the .+?|all the .+?|every .+?)(?: is in the room| here| in the room)?$"

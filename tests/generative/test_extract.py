@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from vega3d.cli import app
 from vega3d.config import SyntheticConfig, load_config
 from vega3d.data.layout import DataLayout
-from vega3d.testing.synthetic import synthesize_scenes
 from vega3d.generative.extract import extract_features, frames_tensor, split_scenes
 from vega3d.generative.registry import build_encoder
 from vega3d.generative.source import open_feature_source
 from vega3d.generative.store import FeatureStore, FeatureStoreError, feature_key
+from vega3d.testing.synthetic import synthesize_scenes
 from vega3d.testing.tiny_generative import write_tiny_wan
 
 TINY_DATA = SyntheticConfig(num_train=2, num_val=1, num_test=1, frames=8, width=64, height=48, seed=3)

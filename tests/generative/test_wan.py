@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.generative.conftest import wan_config
-from vega3d.generative.weights import CheckpointError
 from vega3d.generative.wan import build_wan, flow_match_timestep
+from vega3d.generative.weights import CheckpointError
 
 SCENE = "scene0000_00"
 

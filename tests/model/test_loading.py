@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.model.helpers import collate, frames, tiny_model_config
+from vega3d.model.configuration import build_hf_config
 from vega3d.model.loading import (
     INDEX_FILE,
     CheckpointError,
@@ -16,10 +17,9 @@ from vega3d.model.loading import (
     to_llava,
     to_ours,
 )
-from vega3d.testing.tiny_llava import write_llava_video, write_tiny_llava_video
-from vega3d.model.configuration import build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel
 from vega3d.model.tokenizer import IMAGE_TOKEN, add_special_tokens, load_tokenizer
+from vega3d.testing.tiny_llava import write_llava_video, write_tiny_llava_video
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ import torch
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from vega3d.config import ModelConfig
-from vega3d.model.loading import SIGLIP_ASSET, asset_config
 from vega3d.model.configuration import build_hf_config
+from vega3d.model.loading import SIGLIP_ASSET, asset_config
 from vega3d.model.modeling_vega3d import Vega3DModel
 
 WAN_CHANNELS = 1536  # width of a Wan2.1-T2V-1.3B DiT block output

@@ -4,7 +4,6 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.model.helpers import tiny_model, tiny_model_config
-from vega3d.testing.tiny_llava import default_corpus, train_tiny_tokenizer
 from vega3d.model.prompts import (
     IGNORE_INDEX,
     SPATIAL_INSTRUCTION,
@@ -12,6 +11,7 @@ from vega3d.model.prompts import (
     use_spatial_instruction,
 )
 from vega3d.model.tokenizer import add_special_tokens
+from vega3d.testing.tiny_llava import default_corpus, train_tiny_tokenizer
 
 QA = {"id": "scanqa_0", "task": "scanqa", "conversations": [
     {"from": "human", "value": "<image>\nWhat is on the table? Answer the question simply."},

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 from pipelines.local_run import run_local
 from tests.data.helpers import SMALL_CONFIG
 from vega3d import storage
-from vega3d.testing.demo import prepare_demo_data, upload_data_root
 from vega3d.evaluation.report import COLUMNS
 from vega3d.runs import pipeline_overrides, resolve_run_config
+from vega3d.testing.demo import prepare_demo_data, upload_data_root
 from vega3d.tracking import PIPELINE_RUN_ID_TAG, STAGE_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -35,8 +35,8 @@ def print_problems(problems: list[Problem]) -> None:
 
 def synthesize_root(root: Path, cfg: SyntheticConfig) -> int:
     """Write the synthetic scenes and their raw benchmark files; returns the number of scenes."""
-    from vega3d.testing.synthetic_benchmarks import write_benchmarks
     from vega3d.testing.synthetic import synthesize_scenes
+    from vega3d.testing.synthetic_benchmarks import write_benchmarks
 
     truths = synthesize_scenes(root, cfg)
     write_benchmarks(root, truths, cfg.seed)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from vega3d.model.configuration import QWEN_IM_END, QWEN_IM_START, QWEN_PAD_TOKEN
+from vega3d.model.configuration import QWEN_PAD_TOKEN
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

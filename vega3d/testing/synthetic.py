@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from vega3d.config import SyntheticConfig
 from vega3d.data import embodiedscan, scannet
 from vega3d.data.layout import SPLITS, DataLayout
-from vega3d.testing.raycast import RoomGeometry, render
 from vega3d.storage import write_json, write_text
+from vega3d.testing.raycast import RoomGeometry, render
 
 logger = logging.getLogger(__name__)
 
