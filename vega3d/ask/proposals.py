@@ -134,11 +134,11 @@ def read_boxes(path: str | Path) -> list[list[float]]:
 
 
 def check_box(box: object, where: str) -> list[float]:
-    """A [cx, cy, cz, dx, dy, dz] box with finite numbers and positive sizes; raises naming ``where``."""
+    """A [cx, cy, cz, dx, dy, dz] box with finite numbers and sizes >= 0; raises naming ``where``."""
     if (not isinstance(box, (list, tuple)) or len(box) != 6
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
         raise ValueError(f"{where}: a box is 6 numbers cx, cy, cz, dx, dy, dz")
     values = [float(v) for v in box]
-    if not np.isfinite(values).all() or min(values[3:]) <= 0:
-        raise ValueError(f"{where}: box numbers must be finite and the sizes dx, dy, dz positive")
+    if not np.isfinite(values).all() or min(values[3:]) < 0:
+        raise ValueError(f"{where}: box numbers must be finite and the sizes dx, dy, dz >= 0")
     return values

@@ -197,7 +197,7 @@ class SceneStager:
         name = _scene_name(path)
         taken = {s.scene for s in self._staged.values()}
         if name in taken:
-            name = f"{name}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+            name = f"{name}_{hashlib.sha256(f'{path}#{len(self._staged)}'.encode()).hexdigest()[:8]}"
         return name
 
     def stage(self, path: str | Path, axis_align: np.ndarray | None = None) -> StagedScene:
@@ -210,10 +210,10 @@ class SceneStager:
         kind = input_kind(path)
         folder = path.parent if path.name == NERFSTUDIO_FILE else path
         source = str(folder)
-        cached = self._staged.get(source)
-        if cached is not None and axis_align is None:
-            return cached
-        scene = cached.scene if cached is not None else self._key(folder)
+        key = source if axis_align is None else f"{source}#{np.asarray(axis_align, dtype=np.float64).tobytes().hex()}"
+        if key in self._staged:
+            return self._staged[key]
+        scene = self._key(folder)  # a new id per (source, alignment): cached model inputs never go stale
         found = STAGERS[kind](folder, self.layout, scene)
         align = axis_align if axis_align is not None else found
         estimated = align is None
@@ -224,7 +224,7 @@ class SceneStager:
         align = np.asarray(align, dtype=np.float64).reshape(4, 4)
         scannet.write_scan_meta(self.layout.scan_meta_path(scene), align)
         staged = StagedScene(scene, source, kind, align, estimated)
-        self._staged[source] = staged
+        self._staged[key] = staged
         return staged
 
 

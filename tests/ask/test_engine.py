@@ -1,0 +1,84 @@
+"""`ask` on a ScanNet-layout scene answers exactly what the evaluation code answers on the same record."""
+
+import numpy as np
+import pytest
+
+from tests.ask.helpers import apply, description_of, question_of, scene_dir
+from vega3d.ask.engine import AskRequest
+from vega3d.data import scannet
+from vega3d.data.layout import DataLayout
+from vega3d.evaluation import tasks
+from vega3d.evaluation.predictors import ModelPredictor
+
+
+def evaluation(loaded, task):
+    cfg, model, tokenizer = loaded
+    split = tasks.DEFAULT_SPLITS[task]
+    props = tasks.load_proposals(cfg.data.root, split) if task in ("scanrefer", "multi3drefer", "scan2cap") else None
+    return ModelPredictor(model, tokenizer, cfg, task, props), tasks.load_records(cfg.data.root, task)
+
+
+def test_question_equals_evaluation(loaded, engine):
+    predict, records = evaluation(loaded, "scanqa")
+    records = records[:4]
+    expected = [p["answer"] for p in predict(records)]
+    root = loaded[0].data.root
+    got = engine.ask([AskRequest(scene=str(scene_dir(root, r["scene_id"])), question=question_of(r)) for r in records])
+    assert [g["answer"] for g in got] == expected
+    assert any(expected)  # the tiny model says something, so equality is not two empty strings
+    assert all(g["operation"] == "question" and not g["alignment_estimated"] for g in got)
+
+
+@pytest.mark.parametrize("task", ["scanrefer", "multi3drefer"])
+def test_grounding_equals_evaluation(loaded, engine, task):
+    predict, records = evaluation(loaded, task)
+    records = records[:4]
+    expected = predict(records)
+    root = loaded[0].data.root
+    proposals = tasks.load_proposals(root, "val")
+    got = engine.ask([AskRequest(scene=str(scene_dir(root, r["scene_id"])), ground=description_of(r),
+                                 multiple=task == "multi3drefer", boxes=proposals[r["video"]]) for r in records])
+    settings = tasks.ScoreSettings(multi3drefer_threshold=loaded[0].model.multi3drefer_threshold,
+                                   ground_temperature=loaded[0].model.ground_temperature)
+    for g, e, r in zip(got, expected, records, strict=True):
+        assert len(g["proposals"]) == len(proposals[r["video"]])
+        if task == "scanrefer":
+            np.testing.assert_allclose(g["best"]["aligned"], e["box"], atol=1e-9)
+        else:
+            np.testing.assert_allclose(g["scores"], e["scores"], atol=1e-5)
+            np.testing.assert_allclose([b["aligned"] for b in g["boxes"]],
+                                       np.reshape(tasks.multi3drefer_boxes(e, settings), (-1, 6)), atol=1e-9)
+        # the input frame of a ScanNet scene is its raw scan frame: centres map back through axisAlignment
+        align = scannet.read_axis_alignment(DataLayout(root).scan_meta_path(r["scene_id"]))
+        np.testing.assert_allclose(apply(align, g["best"]["center"]), g["best"]["aligned"][:3], atol=1e-6)
+
+
+def test_caption_equals_evaluation(loaded, engine):
+    predict, records = evaluation(loaded, "scan2cap")
+    expected = [p for p in predict(records[:6]) if p["box"] is not None]
+    assert expected
+    root = loaded[0].data.root
+    by_id = {r["id"]: r for r in records}
+    got = engine.ask([AskRequest(scene=str(scene_dir(root, by_id[e["id"]]["scene_id"])), caption_box=e["box"])
+                      for e in expected])
+    assert [g["caption"] for g in got] == [e["caption"] for e in expected]
+    assert any(e["caption"] for e in expected)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g["box"]["aligned"], e["box"])
+
+
+def test_invalid_requests_name_the_field(engine, prepared_root):
+    scene = str(scene_dir(prepared_root, "scene0002_00"))
+    cases = [
+        (AskRequest(scene=scene), "exactly one of"),
+        (AskRequest(scene=scene, question="a?", ground="b"), "exactly one of"),
+        (AskRequest(scene=scene, caption_box=[1, 2, 3]), "caption_box"),
+        (AskRequest(scene=scene, ground="x", boxes=[[0, 0, 0, 1, 1, -1]]), "boxes[0]"),
+        (AskRequest(scene=scene, question=""), "question"),
+        (AskRequest(scene=scene, question="a?", box_frame="world"), "box_frame"),
+    ]
+    for request, field in cases:
+        with pytest.raises(ValueError, match=field.replace("[", r"\[")):
+            engine.ask([request])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        engine.ask([AskRequest(scene=str(prepared_root / "nope"), question="a?")])
