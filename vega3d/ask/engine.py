@@ -28,11 +28,17 @@ import numpy as np
 
 from vega3d.ask.proposals import builtin_proposals, check_box
 from vega3d.ask.scene_inputs import SceneStager, StagedScene
-from vega3d.data.records import GROUND_PROMPT, IMAGE_TOKEN, MULTI3DREFER_SUFFIX, SCAN2CAP_PROMPT, SCANQA_PROMPT, SQA3D_PROMPT
+from vega3d.data.records import (
+    GROUND_PROMPT,
+    IMAGE_TOKEN,
+    MULTI3DREFER_SUFFIX,
+    SCAN2CAP_PROMPT,
+    SCANQA_PROMPT,
+    SQA3D_PROMPT,
+)
 
 if TYPE_CHECKING:
     from vega3d.config import Vega3DConfig
-    from vega3d.evaluation.predictors import ModelPredictor
 
 logger = logging.getLogger(__name__)
 

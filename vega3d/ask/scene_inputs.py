@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from vega3d.data import scannet
 from vega3d.data.errors import DataFileError
@@ -227,27 +226,3 @@ class SceneStager:
         self._staged[key] = staged
         return staged
 
-
-def write_nerfstudio(layout: DataLayout, scene: str, out: str | Path, world: np.ndarray) -> Path:
-    """Export a ScanNet-layout scene as a nerfstudio capture whose world frame is ``world`` @ raw frame
-    (``world`` [4, 4]); colour files are copied byte for byte, depth stays uint16 mm. Returns the folder."""
-    from vega3d.data.frames import scene_frame_ids
-
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "depth").mkdir(parents=True, exist_ok=True)
-    k = scannet.read_matrix(layout.depth_intrinsic_path(scene))
-    frames = []
-    for frame_id in scene_frame_ids(layout, scene):
-        name = f"frame_{frame_id:05d}"
-        shutil.copyfile(layout.color_path(scene, frame_id), out / "images" / f"{name}.jpg")
-        shutil.copyfile(layout.depth_path(scene, frame_id), out / "depth" / f"{name}.png")
-        pose = world @ scannet.read_pose(layout.pose_path(scene, frame_id)) @ OPENGL_TO_OPENCV
-        frames.append({"file_path": f"images/{name}.jpg", "depth_file_path": f"depth/{name}.png",
-                       "transform_matrix": pose.tolist()})
-    with Image.open(layout.depth_path(scene, frames and scene_frame_ids(layout, scene)[0])) as image:
-        width, height = image.size
-    meta = {"camera_model": "OPENCV", "fl_x": k[0, 0], "fl_y": k[1, 1], "cx": k[0, 2], "cy": k[1, 2],
-            "w": width, "h": height, "frames": frames}
-    (out / NERFSTUDIO_FILE).write_text(json.dumps(meta, indent=1))
-    return out
