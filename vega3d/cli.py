@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from vega3d.ask.commands import ask_command
+from vega3d.ask.serve import serve_command
 from vega3d.compare import compare_command
 from vega3d.data.commands import app as data_app
 from vega3d.evaluation.commands import eval_command
@@ -25,6 +27,8 @@ app.command("demo")(demo_command)
 app.command("extract")(extract_command)
 app.command("compare")(compare_command)
 app.command("train")(train_command)
+app.command("ask")(ask_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:
