@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.ask.helpers import apply, description_of, question_of, scene_dir
+from tests.ask.helpers import apply, description_of, human_text, question_of, scene_dir
 from vega3d.ask.engine import AskRequest
 from vega3d.data import scannet
 from vega3d.data.layout import DataLayout
@@ -27,6 +27,20 @@ def test_question_equals_evaluation(loaded, engine):
     assert [g["answer"] for g in got] == expected
     assert any(expected)  # the tiny model says something, so equality is not two empty strings
     assert all(g["operation"] == "question" and not g["alignment_estimated"] for g in got)
+
+
+def test_situated_question_equals_sqa3d_evaluation(loaded, engine):
+    predict, records = evaluation(loaded, "sqa3d")
+    records = records[:3]
+    expected = [p["answer"] for p in predict(records)]
+    root = loaded[0].data.root
+    requests = []
+    for r in records:  # "{situation} {question} Answer ..." : any split at a space gives the same prompt
+        text = human_text(r).removesuffix(" Answer the question using a single word or phrase.")
+        situation, question = text.rsplit(". ", 1)
+        requests.append(AskRequest(scene=str(scene_dir(root, r["scene_id"])), situation=situation + ".",
+                                   question=question))
+    assert [g["answer"] for g in engine.ask(requests)] == expected
 
 
 @pytest.mark.parametrize("task", ["scanrefer", "multi3drefer"])

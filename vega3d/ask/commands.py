@@ -40,7 +40,7 @@ def engine_config(preset: str, overrides: list[str] | None, data_root: str | Non
     """The config of ``--preset``/``--set``/``--data-root`` (a usage error names a bad field)."""
     sets = list(overrides or [])
     if data_root is not None:
-        sets.append(f"data.root={Path(data_root).resolve()}")
+        sets.append(f"data.root={data_root if '://' in data_root else Path(data_root).resolve()}")
     return config_from_options(preset, sets)
 
 

@@ -153,13 +153,16 @@ class AskEngine:
              stage_root: str | Path | None = None) -> AskEngine:
         """Resolve ``checkpoint`` (local path, s3:// URI or ``models:/<name>@<alias>``; default
         ``model.checkpoint``), load the model and the generative feature source (online: a user scene has no
-        precomputed features) on CUDA when present."""
+        precomputed features; a remote generative checkpoint is staged down) on CUDA when present."""
+        from vega3d import staging, storage
         from vega3d.ask.checkpoints import resolve_checkpoint
         from vega3d.evaluation.predictors import eval_device, load_eval_model, open_features
 
         cfg = cfg.with_paths_under_root()
         local = resolve_checkpoint(checkpoint or cfg.model.checkpoint, tracking_uri)
         generative = cfg.generative
+        if generative.backbone != "none" and storage.is_remote(generative.checkpoint):
+            generative = generative.model_copy(update={"checkpoint": str(staging.stage_down(generative.checkpoint))})
         if generative.mode == "offline":
             logger.info("generative.mode=offline has no features for a new scene: computing them online")
             generative = generative.model_copy(update={"mode": "online", "feature_id": None})
