@@ -14,7 +14,7 @@ from tests.ask.helpers import (
     write_scene_sens,
 )
 from vega3d.ask.alignment import estimate_scene_alignment, oriented_points
-from vega3d.ask.engine import AskRequest, to_aligned_box
+from vega3d.ask.engine import AskRequest, box_corner_points, to_aligned_box
 from vega3d.ask.proposals import builtin_proposals
 from vega3d.ask.scene_inputs import SceneStager
 from vega3d.data import scannet
@@ -53,14 +53,8 @@ def _assert_same(got, expected, transform):
             for gb, eb in zip([g["best"], *g["boxes"]], [e["best"], *e["boxes"]], strict=True):
                 np.testing.assert_allclose(gb["aligned"], eb["aligned"], atol=BOX_TOL)
                 np.testing.assert_allclose(gb["center"], apply(transform, eb["aligned"][:3]), atol=BOX_TOL)
-                np.testing.assert_allclose(gb["corners"], apply(transform, _aligned_corners(eb["aligned"])),
+                np.testing.assert_allclose(gb["corners"], apply(transform, box_corner_points(eb["aligned"])),
                                            atol=BOX_TOL)
-
-
-def _aligned_corners(box):
-    box = np.asarray(box)
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    return box[:3] + signs * box[3:] / 2
 
 
 def test_nerfstudio_with_rigid_transform_matches_scannet_layout(engine, prepared_root, tmp_path):

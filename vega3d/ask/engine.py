@@ -98,12 +98,20 @@ def _numeric(value: Any) -> bool:
     return True
 
 
+CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+
+
+def box_corner_points(box: Sequence[float]) -> np.ndarray:
+    """The 8 corners [8, 3] of an axis-aligned box [cx, cy, cz, dx, dy, dz] (order of ``CORNER_SIGNS``)."""
+    box = np.asarray(box, dtype=np.float64)
+    return box[:3] + CORNER_SIGNS * box[3:] / 2.0
+
+
 def input_box(box: Sequence[float], to_input: np.ndarray) -> dict[str, Any]:
     """An aligned-frame box -> {aligned, center, size, axes, corners} with the last three in the input frame
     (``axes`` columns are the box's x, y, z directions; the box is axis-aligned only in the aligned frame)."""
     box = np.asarray(box, dtype=np.float64)
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    corners = box[:3] + signs * box[3:] / 2.0
+    corners = box_corner_points(box)
     rotation, translation = to_input[:3, :3], to_input[:3, 3]
     return {
         "aligned": [float(v) for v in box],
@@ -116,9 +124,7 @@ def input_box(box: Sequence[float], to_input: np.ndarray) -> dict[str, Any]:
 
 def to_aligned_box(box: Sequence[float], axis_align: np.ndarray) -> list[float]:
     """An input-frame axis-aligned box -> the aligned-frame axis-aligned box around its 8 corners."""
-    box = np.asarray(box, dtype=np.float64)
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    corners = (box[:3] + signs * box[3:] / 2.0) @ axis_align[:3, :3].T + axis_align[:3, 3]
+    corners = box_corner_points(box) @ axis_align[:3, :3].T + axis_align[:3, 3]
     low, high = corners.min(axis=0), corners.max(axis=0)
     return [float(v) for v in (*((low + high) / 2.0), *(high - low))]
 
