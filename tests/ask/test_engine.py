@@ -96,3 +96,25 @@ def test_invalid_requests_name_the_field(engine, prepared_root):
             engine.ask([request])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         engine.ask([AskRequest(scene=str(prepared_root / "nope"), question="a?")])
+
+
+def test_max_coverage_sampling_picks_frames_of_a_user_scene(loaded, tmp_path, prepared_root):
+    """With data.sampling=max-coverage a user scene gets greedy picks over the union of its frames' voxels."""
+    from vega3d.ask.engine import AskEngine
+    from vega3d.data.frames import scene_frame_ids
+    from vega3d.data.sampling import coverage_selection, sample_frame_ids, scene_frame_voxels, uniform_indices
+
+    cfg, model, tokenizer = loaded
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sampling": "max-coverage"})})
+    engine = AskEngine(cfg, model, tokenizer, None, tmp_path / "stage")
+    (got,) = engine.ask([AskRequest(scene=str(scene_dir(prepared_root, "scene0002_00")), question="what is it?")])
+    assert isinstance(got["answer"], str)
+    layout, scene = engine.stager.layout, "scene0002_00"
+    all_frames = scene_frame_ids(layout, scene)
+    voxels = np.unique(np.concatenate(scene_frame_voxels(layout, scene, all_frames)), axis=0)
+    entry = coverage_selection(layout, scene, voxels, 32)
+    picked = engine.generate.visual.frame_ids(scene)
+    assert picked == sample_frame_ids(layout, scene, "max-coverage", cfg.data.frames_upbound,
+                                      {entry["video_id"]: entry})
+    assert len(picked) == cfg.data.frames_upbound
+    assert picked != [all_frames[i] for i in uniform_indices(len(all_frames), cfg.data.frames_upbound)]

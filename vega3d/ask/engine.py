@@ -149,6 +149,9 @@ class AskEngine:
         root = Path(stage_root if stage_root is not None else self._tmp.name)
         self.cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(root)})})
         self.stager = SceneStager(root)
+        self._selections: dict[str, dict] = {}
+        if self.cfg.data.sampling != "uniform":  # coverage picks of user scenes are added as they are staged
+            self._write_selections()
         self.generate = ModelPredictor(model, tokenizer, self.cfg, "scanqa", None, features)
         self.grounding = ModelPredictor(model, tokenizer, self.cfg, "multi3drefer", {}, features)
         self.captioning = ModelPredictor(model, tokenizer, self.cfg, "scan2cap", {}, features)
@@ -181,9 +184,34 @@ class AskEngine:
 
     # ------------------------------------------------------------------ requests -> records
     def stage(self, request: AskRequest) -> StagedScene:
-        """Stage the request's scene (once per scene path)."""
+        """Stage the request's scene (once per scene path); with coverage sampling also its greedy frame picks."""
         align = None if request.axis_alignment is None else np.asarray(request.axis_alignment, dtype=np.float64)
-        return self.stager.stage(request.scene, align)
+        scene = self.stager.stage(request.scene, align)
+        if self.cfg.data.sampling != "uniform" and scene.scene not in self._selections:
+            self._add_selection(scene.scene)
+        return scene
+
+    def _write_selections(self) -> None:
+        from vega3d.storage import write_json
+
+        write_json(str(self.stager.layout.select_frames_path()), list(self._selections.values()))
+
+    def _add_selection(self, scene: str) -> None:
+        """Max-coverage picks of a user scene (``vega3d.data.sampling``); with no mesh, the scene's voxel set is
+        the union of its frames' voxels."""
+        from vega3d.data.frames import scene_frame_ids
+        from vega3d.data.layout import video_id
+        from vega3d.data.prep import selection_budget
+        from vega3d.data.sampling import coverage_selection, scene_frame_voxels
+
+        layout, data = self.stager.layout, self.cfg.data
+        frame_voxels = scene_frame_voxels(layout, scene, scene_frame_ids(layout, scene), data.voxel_size)
+        union = np.unique(np.concatenate(frame_voxels), axis=0)
+        entry = coverage_selection(layout, scene, union, selection_budget(data), data.voxel_size)
+        self._selections[scene] = entry
+        self._write_selections()
+        for predictor in (self.generate, self.grounding, self.captioning):
+            predictor.visual.selections[video_id(scene)] = entry
 
     def scene_proposals(self, scene: StagedScene) -> np.ndarray:
         """Built-in proposals of a staged scene (aligned frame), computed once."""
