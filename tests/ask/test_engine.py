@@ -118,3 +118,41 @@ def test_max_coverage_sampling_picks_frames_of_a_user_scene(loaded, tmp_path, pr
                                       {entry["video_id"]: entry})
     assert len(picked) == cfg.data.frames_upbound
     assert picked != [all_frames[i] for i in uniform_indices(len(all_frames), cfg.data.frames_upbound)]
+
+
+def test_requests_of_one_operation_share_one_model_call(loaded, engine, prepared_root, monkeypatch):
+    """3 grounding requests on 2 scenes -> one forward; 2 questions -> one batched greedy decode."""
+    model = loaded[1]
+    root = loaded[0].data.root
+    boxes = tasks.load_proposals(root, "val")["scannet/scene0002_00"]
+    scenes = ("scene0002_00", "scene0003_00")
+    forwards = []
+    handle = model.register_forward_hook(lambda *args: forwards.append(1))
+    decodes = []
+    original = model.generate_greedy
+    monkeypatch.setattr(model, "generate_greedy", lambda *a, **k: decodes.append(1) or original(*a, **k))
+    try:
+        grounding = [AskRequest(scene=str(scene_dir(root, scenes[i % 2])), ground=f"the object {i}", boxes=boxes)
+                     for i in range(3)]
+        engine.ask(grounding)
+        assert len(forwards) == 1
+        engine.ask([AskRequest(scene=str(scene_dir(root, "scene0002_00")), question=q) for q in ("a?", "b?")])
+        assert len(decodes) == 1
+    finally:
+        handle.remove()
+
+
+def test_builtin_proposals_are_used_without_boxes(loaded, tmp_path, prepared_root):
+    from vega3d.ask.alignment import oriented_points
+    from vega3d.ask.engine import AskEngine
+    from vega3d.ask.proposals import builtin_proposals
+
+    cfg, model, tokenizer = loaded
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"max_proposals": 3})})
+    engine = AskEngine(cfg, model, tokenizer, None, tmp_path / "stage")
+    (got,) = engine.ask([AskRequest(scene=str(scene_dir(prepared_root, "scene0002_00")), ground="the chair")])
+    layout = DataLayout(prepared_root)
+    align = scannet.read_axis_alignment(layout.scan_meta_path("scene0002_00"))
+    expected = builtin_proposals(oriented_points(layout, "scene0002_00", align, max_frames=64), 3)
+    assert len(expected) == 3 and len(got["scores"]) == 4
+    np.testing.assert_allclose([p["aligned"] for p in got["proposals"]], expected, atol=1e-9)
