@@ -149,3 +149,23 @@ def test_scannet_folder_without_alignment_gets_an_estimate(prepared_root, tmp_pa
     assert angle < 2.0 and shift < 0.02, (angle, shift)
     np.testing.assert_allclose(estimate_scene_alignment(DataLayout(tmp_path / "stage"), staged.scene),
                                staged.axis_align, atol=1e-9)
+
+
+def test_bad_captures_are_refused_naming_the_file(prepared_root, tmp_path):
+    import json
+
+    from vega3d.data.errors import DataFileError
+
+    layout = DataLayout(prepared_root)
+    capture = write_nerfstudio(layout, SCENE, tmp_path / "cap", np.eye(4))
+    meta = json.loads((capture / "transforms.json").read_text())
+    meta["frames"][1]["depth_file_path"] = "../../secret.png"
+    (capture / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFileError, match=r"frames\[1\].*outside the capture folder"):
+        SceneStager(tmp_path / "stage").stage(capture)
+    del meta["frames"][1]["depth_file_path"]
+    (capture / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFileError, match=r"frames\[1\].*no depth_file_path"):
+        SceneStager(tmp_path / "stage2").stage(capture)
+    with pytest.raises(FileNotFoundError, match="not a scene"):
+        SceneStager(tmp_path / "stage3").stage(tmp_path)

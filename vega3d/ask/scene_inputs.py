@@ -57,7 +57,7 @@ def input_kind(path: Path) -> str:
     """What a scene path holds: ``scannet``, ``sens`` or ``nerfstudio``; raises naming the path otherwise."""
     if path.is_file() and path.suffix == ".sens":
         return "sens"
-    if path.is_file() and path.name == NERFSTUDIO_FILE or (path / NERFSTUDIO_FILE).is_file():
+    if (path.is_file() and path.name == NERFSTUDIO_FILE) or (path / NERFSTUDIO_FILE).is_file():
         return "nerfstudio"
     if path.is_dir() and (path / "depth_intrinsic.txt").is_file():
         return "scannet"
@@ -102,7 +102,8 @@ def _frame_ids(names: list[str]) -> list[int]:
     return [10 * i for i in range(len(names))]
 
 
-def _intrinsic(meta: dict, frame: dict, where: str) -> np.ndarray:
+def _intrinsic(meta: dict, frame: dict, where: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """([4, 4] pinhole intrinsics, (w, h)) of a frame: its own camera fields, else the capture's."""
     values = {}
     for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
         value = frame.get(key, meta.get(key))
@@ -114,7 +115,18 @@ def _intrinsic(meta: dict, frame: dict, where: str) -> np.ndarray:
     return k, (int(values["w"]), int(values["h"]))
 
 
+def _inside(folder: Path, relative: object, where: str) -> Path:
+    """A file named by the capture, which must lie inside the capture folder."""
+    if not isinstance(relative, str) or not relative:
+        raise DataFileError(where, "file path missing or not a string", "export the capture again")
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise DataFileError(where, f"{relative} points outside the capture folder", "keep frames inside it")
+    return path
+
+
 def _depth_mm(path: Path) -> np.ndarray:
+    """Depth of a frame as uint16 millimetres: a 16-bit PNG as is, a ``.npy`` in metres converted."""
     if path.suffix == ".npy":
         metres = np.load(path, allow_pickle=False).astype(np.float64)
         return np.where(np.isfinite(metres) & (metres > 0), np.rint(metres * 1000.0), 0).clip(0, 65535).astype(np.uint16)
@@ -142,8 +154,8 @@ def stage_nerfstudio(folder: Path, layout: DataLayout, scene: str) -> np.ndarray
         if pose.shape != (4, 4) or not np.isfinite(pose).all():
             raise DataFileError(where, "transform_matrix must be a finite 4x4 matrix", "export the capture again")
         k, (width, _) = _intrinsic(meta, frame, where)
-        color = folder / frame["file_path"]
-        depth = _depth_mm(folder / frame["depth_file_path"])
+        color = _inside(folder, frame.get("file_path"), where)
+        depth = _depth_mm(_inside(folder, frame["depth_file_path"], where))
         scale = depth.shape[1] / width  # depth maps are often smaller than the colour image
         depth_k = k.copy()
         depth_k[:2, :3] *= scale
