@@ -90,6 +90,9 @@ def test_invalid_requests_name_the_field(engine, prepared_root):
         (AskRequest(scene=scene, ground="x", boxes=[[0, 0, 0, 1, 1, -1]]), "boxes[0]"),
         (AskRequest(scene=scene, question=""), "question"),
         (AskRequest(scene=scene, question="a?", box_frame="world"), "box_frame"),
+        (AskRequest(scene=scene, question="a?", axis_alignment=[[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
+         "axis_alignment: must be rigid"),
+        (AskRequest(scene=scene, question="a?", axis_alignment=[[1, 0], [0, 1]]), "axis_alignment: must be a 4x4"),
     ]
     for request, field in cases:
         with pytest.raises(ValueError, match=field.replace("[", r"\[")):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vega3d.ask.proposals import builtin_proposals, check_box
-from vega3d.ask.scene_inputs import SceneStager, StagedScene
+from vega3d.ask.scene_inputs import SceneStager, StagedScene, check_alignment
 from vega3d.data.records import (
     GROUND_PROMPT,
     IMAGE_TOKEN,
@@ -85,17 +85,7 @@ class AskRequest:
                 raise ValueError("boxes: must be a list of [cx, cy, cz, dx, dy, dz] boxes")
             self.boxes = [check_box(b, f"boxes[{i}]") for i, b in enumerate(self.boxes)]
         if self.axis_alignment is not None:
-            matrix = np.asarray(self.axis_alignment, dtype=np.float64) if _numeric(self.axis_alignment) else None
-            if matrix is None or matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-                raise ValueError("axis_alignment: must be a 4x4 matrix of finite numbers (input -> aligned)")
-
-
-def _numeric(value: Any) -> bool:
-    try:
-        np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return True
+            check_alignment(self.axis_alignment, "axis_alignment")
 
 
 CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)

@@ -53,6 +53,21 @@ class StagedScene:
         return np.linalg.inv(self.axis_align)
 
 
+def check_alignment(matrix: object, where: str) -> np.ndarray:
+    """A rigid 4x4 input -> aligned transform (rotation + translation, metres kept); raises naming ``where``."""
+    try:
+        value = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        value = np.zeros(0)
+    if value.shape != (4, 4) or not np.isfinite(value).all():
+        raise ValueError(f"{where}: must be a 4x4 matrix of finite numbers (input -> aligned)")
+    rotation = value[:3, :3]
+    rigid = np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4) and np.linalg.det(rotation) > 0
+    if not rigid or not np.allclose(value[3], [0, 0, 0, 1]):
+        raise ValueError(f"{where}: must be rigid (a rotation and a translation, last row 0 0 0 1)")
+    return value
+
+
 def input_kind(path: Path) -> str:
     """What a scene path holds: ``scannet``, ``sens`` or ``nerfstudio``; raises naming the path otherwise."""
     if path.is_file() and path.suffix == ".sens":
@@ -170,7 +185,7 @@ def stage_nerfstudio(folder: Path, layout: DataLayout, scene: str) -> np.ndarray
     scannet.write_matrix(layout.depth_intrinsic_path(scene), depth_k)
     logger.info("staged %d nerfstudio frames of %s into %s", len(frames), folder, out)
     if "axis_alignment" in meta:
-        return np.asarray(meta["axis_alignment"], dtype=np.float64).reshape(4, 4)
+        return check_alignment(meta["axis_alignment"], f"{meta_path}: axis_alignment")
     return None
 
 
