@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def published(loaded, mlflow_env, s3_prefix, tmp_path, monkeypatch):
     """The tiny model uploaded under s3_prefix and registered as vega3d-ask-test@champion; returns its URI."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from vega3d import staging
@@ -28,7 +29,10 @@ def published(loaded, mlflow_env, s3_prefix, tmp_path, monkeypatch):
     uri = f"{s3_prefix}/model"
     staging.stage_up(local, uri, sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()))
     client = MlflowClient(tracking_uri=mlflow_env.url)
-    client.create_registered_model("vega3d-ask-test")
+    try:
+        client.create_registered_model("vega3d-ask-test")
+    except MlflowException:  # registered by an earlier test of this session (one MLflow server per session)
+        pass
     version = client.create_model_version("vega3d-ask-test", uri)
     client.set_registered_model_alias("vega3d-ask-test", "champion", version.version)
     return uri, local
@@ -48,3 +52,15 @@ def test_registry_champion_resolves_to_its_s3_folder_and_answers_the_same(publis
     assert json.dumps(remote.ask([request])) == json.dumps(engine.ask([request]))
     with pytest.raises(ValueError, match="models:/<name>@<alias>"):
         resolve_checkpoint("models:/", mlflow_env.url)
+
+
+def test_serve_prints_the_champion_storage_uri_for_the_manifest(published, mlflow_env):
+    from typer.testing import CliRunner
+
+    from vega3d.cli import app
+
+    uri, _ = published
+    result = CliRunner().invoke(app, ["serve", "--print-storage-uri", "--checkpoint", "models:/vega3d-ask-test@champion",
+                                      "--tracking-uri", mlflow_env.url])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == uri
