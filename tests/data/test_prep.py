@@ -11,11 +11,12 @@ import pytest
 
 from tests.data import truth_answers as ta
 from tests.data.prepared import add_benchmarks, copy_root, file_digests, prepare
+from vega3d.config import load_config
 from vega3d.data import safe_pickle
 from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import DataLayout, video_id
-from vega3d.data.prep import PrepError
+from vega3d.data.prep import PrepError, run_prep
 from vega3d.testing.synthetic import load_truth
 
 # Mesh vertices are stored as float32 in the raw scan frame; moving them back into the aligned frame
@@ -163,6 +164,21 @@ def test_scan2cap_val_has_one_record_per_described_object(prepared):
     scan2cap = _records(root, "scan2cap", "val")
     assert sorted((r["scene_id"], r["object_id"]) for r in scan2cap) == sorted(
         {(r["scene_id"], r["target_id"]) for r in scanrefer})
+
+
+def test_paper_preset_prepares_the_released_training_records(prepared, raw_root, tmp_path):
+    """Released: ScanQA train one record per answer, SQA3D train one per situation (alternatives + main);
+    val/test and every other task as with one record per question (the tiny/improved setting)."""
+    root, improved = prepared
+    paper = run_prep(copy_root(raw_root, tmp_path / "data"), load_config("paper").data, progress=False)
+    raw = raw_root / "benchmark"
+    scanqa = json.loads((raw / "scanqa" / "ScanQA_v1.0_train.json").read_text())
+    sqa = json.loads((raw / "sqa_task" / "balanced" / "v1_balanced_questions_train_scannetv2.json").read_text())
+    answers = sum(len(q["answers"]) for q in scanqa)
+    situations = sum(len(q["alternative_situation"]) + 1 for q in sqa["questions"])
+    assert answers > len(scanqa) and situations > len(sqa["questions"])  # the files exercise both rules
+    assert improved.records["scanqa_train"] == len(scanqa) and improved.records["sqa3d_train"] == len(sqa["questions"])
+    assert paper.records == {**improved.records, "scanqa_train": answers, "sqa3d_train": situations}
 
 
 def test_prep_is_idempotent(prepared, tmp_path):

@@ -128,9 +128,10 @@ def test_sqa3d_records(tmp_path, truths, files):
 @pytest.mark.parametrize(("question", "kind"), [
     ("What color is the chair?", "what"), ("Is the bed on my left?", "is"), ("how many chairs?", "how"),
     ("Can I see it?", "can"), ("Which side is it on?", "which"), ("If I turn around, will it be there?", "others"),
-    ("Whatever happened?", "others"), ("", "others"),
+    ("Whatever happened?", "what"), ("  Isn't it red?", "is"), ("CAN'T i go?", "can"), ("Where is it?", "others"),
+    ("", "others"),
 ])
-def test_sqa3d_question_type_from_first_word(question, kind):
+def test_sqa3d_question_type_by_released_prefix(question, kind):
     assert sqa3d_question_type(question) == kind
 
 
@@ -142,3 +143,48 @@ def test_bad_object_id_names_the_file_and_record(files, objects):
     entries[2]["scene_id"] = "scene0999_00"
     with pytest.raises(DataFileError, match="scene0999_00 has no annotated objects"):
         scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json")
+
+
+SCANQA_ENTRIES = [  # 3 + 1 answers -> 4 released training records
+    {"question_id": "train-scene0000_00-0", "scene_id": "scene0000_00", "question": "What is on the desk?",
+     "answers": ["a lamp", "lamp", "white lamp"]},
+    {"question_id": "train-scene0001_00-7", "scene_id": "scene0001_00", "question": "Where is the bed?",
+     "answers": ["by the window"]},
+]
+
+
+def test_scanqa_released_training_records_one_per_answer():
+    released = scanqa_records(SCANQA_ENTRIES, "train", "x", per_answer=True)
+    assert [r["id"] for r in released] == ["scanqa_train-scene0000_00-0_0", "scanqa_train-scene0000_00-0_1",
+                                           "scanqa_train-scene0000_00-0_2", "scanqa_train-scene0001_00-7_0"]
+    assert [r["conversations"][1]["value"] for r in released] == ["a lamp", "lamp", "white lamp", "by the window"]
+    assert [r["conversations"][0]["value"] for r in released] == [
+        "<image>\nWhat is on the desk? Answer the question simply."] * 3 + [
+        "<image>\nWhere is the bed? Answer the question simply."]
+    assert released[1]["answers"] == ["a lamp", "lamp", "white lamp"]
+    ours = scanqa_records(SCANQA_ENTRIES, "train", "x")
+    assert [(r["id"], r["conversations"][1]["value"]) for r in ours] == [
+        ("scanqa-train-scene0000_00-0", "a lamp"), ("scanqa-train-scene0001_00-7", "by the window")]
+
+
+def _sqa3d_entry(question_id, situation, alternatives, question):
+    return {"question_id": question_id, "scene_id": "scene0000_00", "situation": situation,
+            "alternative_situation": alternatives, "question": question, "answers": ["left"],
+            "answer_type": "other", "position": {"x": 0, "y": 0, "z": 0},
+            "rotation": {"_w": 1, "_x": 0, "_y": 0, "_z": 0}}
+
+
+def test_sqa3d_released_training_records_one_per_situation():
+    entries = [_sqa3d_entry(11, "I sit on the bed.", ["I am on the bed.", "Sitting on the bed."], "Which way?"),
+               _sqa3d_entry(12, "I face the door.", [], "Is it open?")]
+    released = sqa3d_records(entries, "train", "x", per_situation=True)  # 2 + 1 and 0 + 1 situations
+    assert [r["id"] for r in released] == ["sqa3d-train-11-0", "sqa3d-train-11-1", "sqa3d-train-11-2",
+                                           "sqa3d-train-12-0"]
+    tail = " Answer the question using a single word or phrase."
+    assert [r["conversations"][0]["value"] for r in released] == [
+        "<image>\nI am on the bed. Which way?" + tail, "<image>\nSitting on the bed. Which way?" + tail,
+        "<image>\nI sit on the bed. Which way?" + tail, "<image>\nI face the door. Is it open?" + tail]
+    assert [r["question_type"] for r in released] == ["which", "which", "which", "is"]
+    ours = sqa3d_records(entries, "train", "x")
+    assert [r["id"] for r in ours] == ["sqa3d-train-11", "sqa3d-train-12"]
+    assert ours[0]["conversations"][0]["value"] == "<image>\nI sit on the bed. Which way?" + tail

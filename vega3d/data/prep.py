@@ -156,10 +156,13 @@ def _pickle_bytes(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=4)
 
 
-def _build_records(layout: DataLayout, tasks: list[str], objects: dict[str, SceneObjects]) -> dict[tuple[str, str], list]:
-    """Every processed record list, keyed by (task, split); raises before anything is written."""
+def _build_records(layout: DataLayout, cfg: DataConfig, objects: dict[str, SceneObjects]) -> dict[tuple[str, str], list]:
+    """Every processed record list, keyed by (task, split); raises before anything is written.
+
+    Train splits of ScanQA / SQA3D follow ``cfg.scanqa_train_records`` / ``cfg.sqa3d_train_records``.
+    """
     built: dict[tuple[str, str], list] = {}
-    for task in tasks:
+    for task in cfg.tasks:
         for split in TASK_SPLITS[task]:
             if task in ("scanrefer", "scan2cap"):
                 path = layout.benchmark_path(SCANREFER_FILE, split)
@@ -173,11 +176,13 @@ def _build_records(layout: DataLayout, tasks: list[str], objects: dict[str, Scen
                 records = multi3drefer_records(read_multi3drefer(path), split, objects, str(path))
             elif task == "scanqa":
                 path = layout.benchmark_path(SCANQA_FILE, split)
-                records = scanqa_records(read_scanqa(path), split, str(path))
+                records = scanqa_records(read_scanqa(path), split, str(path),
+                                         per_answer=split == "train" and cfg.scanqa_train_records == "per_answer")
             else:
                 questions = layout.benchmark_path(SQA3D_QUESTIONS_FILE, split)
                 entries = read_sqa3d(questions, layout.benchmark_path(SQA3D_ANNOTATIONS_FILE, split))
-                records = sqa3d_records(entries, split, str(questions))
+                records = sqa3d_records(entries, split, str(questions),
+                                        per_situation=split == "train" and cfg.sqa3d_train_records == "per_situation")
             built[(task, split)] = records
     return built
 
@@ -234,7 +239,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
         selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size))
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
-    records = _build_records(layout, list(cfg.tasks), objects)
+    records = _build_records(layout, cfg, objects)
     outputs: list[tuple[Path, bytes]] = []
     for split in scenes:
         if gt[split]:

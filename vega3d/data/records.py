@@ -130,39 +130,57 @@ def scan2cap_records(entries: Sequence[dict[str, Any]], split: str, scenes: Mapp
     return records
 
 
-def scanqa_records(entries: Sequence[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
-    """ScanQA: answer = the first reference answer; all answers kept for evaluation."""
+def scanqa_records(entries: Sequence[dict[str, Any]], split: str, source: str,
+                   per_answer: bool = False) -> list[dict[str, Any]]:
+    """ScanQA: answer = the first reference answer; all answers kept for evaluation.
+
+    ``per_answer`` (the released training data, SPEC.md Parity 1): one record per answer instead, id
+    ``scanqa_<question_id>_<idx>``, answered by that answer.
+    """
     records = []
     for entry in entries:
         scene = entry["scene_id"]
-        record = _base("scanqa", split, f"scanqa-{entry['question_id']}", scene,
-                       SCANQA_PROMPT.format(question=entry["question"]), entry["answers"][0],
-                       {"object_ids": list(entry.get("object_ids", [])),
-                        "object_names": list(entry.get("object_names", [])), "source": source})
-        record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]))
-        records.append(record)
+        targets = list(enumerate(entry["answers"])) if per_answer else [(None, entry["answers"][0])]
+        for idx, answer in targets:
+            record_id = f"scanqa-{entry['question_id']}" if idx is None else f"scanqa_{entry['question_id']}_{idx}"
+            record = _base("scanqa", split, record_id, scene, SCANQA_PROMPT.format(question=entry["question"]),
+                           answer, {"object_ids": list(entry.get("object_ids", [])),
+                                    "object_names": list(entry.get("object_names", [])), "source": source})
+            record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]))
+            records.append(record)
     return records
 
 
 def sqa3d_question_type(question: str) -> str:
-    """what | is | how | can | which from the question's first word, else others."""
-    words = question.strip().split()
-    first = words[0].strip("?,.!").lower() if words else ""
-    return first if first in SQA3D_TYPES else "others"
+    """The released rule: what | is | how | can | which by prefix of the left-stripped, lower-cased question,
+    else others ("Isn't ..." -> is, "Whatever ..." -> what)."""
+    text = question.lstrip().lower()
+    return next((kind for kind in SQA3D_TYPES if text.startswith(kind)), "others")
 
 
-def sqa3d_records(entries: Sequence[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
-    """SQA3D (questions joined with annotations): situation + question; answer = the first answer."""
+def sqa3d_records(entries: Sequence[dict[str, Any]], split: str, source: str,
+                  per_situation: bool = False) -> list[dict[str, Any]]:
+    """SQA3D (questions joined with annotations): situation + question; answer = the first answer.
+
+    ``per_situation`` (the released training data, SPEC.md Parity 2): one record per situation of
+    ``alternative_situation + [situation]``, id ``sqa3d-<split>-<question_id>-<k>``.
+    """
     records = []
     for entry in entries:
         scene = entry["scene_id"]
-        record = _base("sqa3d", split, f"sqa3d-{split}-{entry['question_id']}", scene,
-                       SQA3D_PROMPT.format(situation=entry["situation"], question=entry["question"]),
-                       entry["answers"][0],
-                       {"answer_type": entry["answer_type"], "position": entry["position"],
-                        "rotation": entry["rotation"], "alternative_situation": entry["alternative_situation"],
-                        "source": source})
-        record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]),
-                      question_type=sqa3d_question_type(entry["question"]), situation=entry["situation"])
-        records.append(record)
+        if per_situation:
+            situations = list(enumerate([*entry["alternative_situation"], entry["situation"]]))
+        else:
+            situations = [(None, entry["situation"])]
+        for k, situation in situations:
+            suffix = "" if k is None else f"-{k}"
+            record = _base("sqa3d", split, f"sqa3d-{split}-{entry['question_id']}{suffix}", scene,
+                           SQA3D_PROMPT.format(situation=situation, question=entry["question"]),
+                           entry["answers"][0],
+                           {"answer_type": entry["answer_type"], "position": entry["position"],
+                            "rotation": entry["rotation"], "alternative_situation": entry["alternative_situation"],
+                            "source": source})
+            record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]),
+                          question_type=sqa3d_question_type(entry["question"]), situation=situation)
+            records.append(record)
     return records

@@ -53,7 +53,7 @@ class _SDBase(GenerativeEncoder):
 
     def __init__(self, vae: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
                  weights_id: str, resolution: tuple[int, int]) -> None:
-        super().__init__(grid, resolution, cfg.crop, device)
+        super().__init__(grid, resolution, cfg.crop, device, cfg.siglip_size)
         self.vae, self.seed, self._weights_id = vae, cfg.seed, weights_id
         self.dtype = next(vae.parameters()).dtype
 

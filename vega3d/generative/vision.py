@@ -32,7 +32,7 @@ class _VisionBase(GenerativeEncoder):
 
     def __init__(self, model: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
                  weights_id: str) -> None:
-        super().__init__(grid, RESOLUTION, cfg.crop, device)
+        super().__init__(grid, RESOLUTION, cfg.crop, device, cfg.siglip_size)
         self.model, self._weights_id = model, weights_id
         self.channels = model.config.hidden_size
         self.patch = model.config.patch_size

@@ -94,7 +94,7 @@ class WanEncoder(GenerativeEncoder):
         device: torch.device | str,
         weights_id: str,
     ) -> None:
-        super().__init__(grid, cfg.resolution, cfg.crop, device)
+        super().__init__(grid, cfg.resolution, cfg.crop, device, cfg.siglip_size)
         self.encoder_id = encoder_id
         self.transformer, self.vae = transformer, vae
         self.block, self.early_exit, self.seed = cfg.block, cfg.early_exit, cfg.seed
