@@ -4,7 +4,8 @@
 the mesh vertices moved into the aligned frame by ``axisAlignment`` with per-vertex instance ids (segments +
 aggregation) -> ``scannet/pcd_with_global_alignment/<scene>.npz``; a ground-truth box per aggregation object
 (index = objectId); a box per predicted mask (at most 50, in the mask file's order); the scene's voxel set;
-and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked). Finally
+and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked unless
+``mask_invalid_depth`` is False). Finally
 the metadata files and the processed llava-style records of every task are built in memory and only then
 written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``. Re-running
 on the same root rewrites identical files.
@@ -236,7 +237,8 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
         if split != "train" and layout.mask_path(scene).is_file():
             pred[split][video_id(scene)] = predicted_boxes(points.xyz, layout.mask_path(scene))
         voxel_sets[scene] = voxel_set(points.xyz, cfg.voxel_size)
-        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size))
+        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size,
+                                             cfg.mask_invalid_depth))
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
     records = _build_records(layout, cfg, objects)
