@@ -23,6 +23,7 @@ from vega3d.data.records import (
     multi3drefer_records,
     scan2cap_records,
     scanqa_records,
+    scanrefer_eval_types,
     scanrefer_records,
     sqa3d_question_type,
     sqa3d_records,
@@ -44,8 +45,7 @@ def files(truths):
 
 @pytest.fixture(scope="module")
 def objects(truths):
-    return {scene: SceneObjects(np.array([o.box for o in t.objects]), [str(o.nyu40_id) for o in t.objects])
-            for scene, t in truths.items()}
+    return {scene: SceneObjects(np.array([o.box for o in t.objects])) for scene, t in truths.items()}
 
 
 def _human(record):
@@ -56,7 +56,9 @@ def _human(record):
 
 def test_scanrefer_records(truths, files, objects):
     entries = files[SCANREFER_FILE.format(split="val")]
-    records = scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json")
+    label_ids = {label: str(o.nyu40_id) for t in truths.values() for o in t.objects for label in [o.label]}
+    records = scanrefer_records(entries, "val", objects, "ScanRefer_filtered_val.json",
+                                lambda name: label_ids[name.replace("_", " ")])
     assert len(records) == len(entries)
     for entry, record in zip(entries, records, strict=True):
         truth = truths[entry["scene_id"]]
@@ -66,7 +68,8 @@ def test_scanrefer_records(truths, files, objects):
         assert record["conversations"][1]["value"] == "<ground>"
         assert record["video"] == f"scannet/{entry['scene_id']}" and record["task"] == "scanrefer"
         assert record["target_id"] == target.object_id and record["box"] == target.box
-        same_class = sum(o.nyu40_id == target.nyu40_id for o in truth.objects)
+        annotated = {int(e["object_id"]) for e in entries if e["scene_id"] == entry["scene_id"]}
+        same_class = sum(truth.objects[i].nyu40_id == target.nyu40_id for i in annotated)
         assert record["eval_type"] == ("unique" if same_class == 1 else "multiple")
     assert {r["eval_type"] for r in records} == {"unique", "multiple"}
     assert len({r["id"] for r in records}) == len(records)
@@ -188,3 +191,15 @@ def test_sqa3d_released_training_records_one_per_situation():
     ours = sqa3d_records(entries, "train", "x")
     assert [r["id"] for r in ours] == ["sqa3d-train-11", "sqa3d-train-12"]
     assert ours[0]["conversations"][0]["value"] == "<image>\nI sit on the bed. Which way?" + tail
+
+
+def test_scanrefer_unique_multiple_released_rule_on_a_crafted_split():
+    """Hand count: scene A annotates chair#0, chair#1, lamp#2 (lamp unmapped -> 39), nightstand#3 (32 -> 39),
+    table#4; the unannotated chair#5 and table#6 of A do not count. Scene B annotates one chair#0, twice.
+    -> A: chairs multiple (2), lamp + nightstand multiple (both 39), table unique; B: chair unique."""
+    ids = {"chair": "5", "table": "7", "nightstand": "39"}
+    entries = [{"scene_id": s, "object_id": str(o), "object_name": n} for s, o, n in [
+        ("A", 0, "chair"), ("A", 1, "chair"), ("A", 2, "lamp"), ("A", 3, "nightstand"), ("A", 4, "table"),
+        ("A", 4, "table"), ("B", 0, "chair"), ("B", 0, "chair")]]
+    types = scanrefer_eval_types(entries, lambda name: ids.get(name, "39"))
+    assert types == ["multiple", "multiple", "multiple", "multiple", "unique", "unique", "unique", "unique"]

@@ -10,7 +10,7 @@ the evaluation.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,9 @@ SQA3D_TYPES = ("what", "is", "how", "can", "which")
 
 @dataclass(frozen=True)
 class SceneObjects:
-    """The annotated objects of one scene: ``boxes[i]`` and ``classes[i]`` belong to objectId ``i``."""
+    """The annotated objects of one scene: ``boxes[i]`` belongs to objectId ``i``."""
 
     boxes: np.ndarray  # [M, 6] float64, aligned frame
-    classes: Sequence[str]  # NYU40 class (or label) of each object, for ScanRefer unique/multiple
 
     def box(self, object_id: int, where: str) -> list[float]:
         """The box of one object; ``where`` names the file and record for the error."""
@@ -63,15 +62,24 @@ def _base(task: str, split: str, record_id: str, scene: str, prompt: str, answer
             "conversations": _conversation(prompt, answer), "metadata": metadata}
 
 
-def scanrefer_eval_type(classes: Sequence[str], target: int) -> str:
-    """'unique' when the target's class occurs once in the scene, else 'multiple'."""
-    return "unique" if Counter(classes)[classes[target]] == 1 else "multiple"
+def scanrefer_eval_types(entries: Sequence[dict[str, Any]], to_class: Callable[[str], str]) -> list[str]:
+    """The released unique/multiple rule (SPEC.md Parity 4), one type per entry.
+
+    Over the annotated objects of the split file, (scene, object_id) with the class ``to_class(object_name)``:
+    an entry is 'unique' when its (scene, class) has exactly one annotated object, else 'multiple'.
+    """
+    annotated = {(e["scene_id"], int(e["object_id"])): to_class(e["object_name"]) for e in entries}
+    per_class = Counter((scene, cls) for (scene, _), cls in annotated.items())
+    return ["unique" if per_class[(e["scene_id"], annotated[(e["scene_id"], int(e["object_id"]))])] == 1
+            else "multiple" for e in entries]
 
 
 def scanrefer_records(entries: Sequence[dict[str, Any]], split: str, scenes: Mapping[str, SceneObjects],
-                      source: str) -> list[dict[str, Any]]:
-    """ScanRefer: one grounding record per description; answer ``<ground>``."""
+                      source: str, to_class: Callable[[str], str] = str) -> list[dict[str, Any]]:
+    """ScanRefer: one grounding record per description; answer ``<ground>``; ``eval_type`` by
+    :func:`scanrefer_eval_types` with ``to_class`` (object_name -> class)."""
     records = []
+    eval_types = scanrefer_eval_types(entries, to_class)
     for index, entry in enumerate(entries):
         where = f"{source} record {index}"
         scene, target = entry["scene_id"], int(entry["object_id"])
@@ -81,7 +89,7 @@ def scanrefer_records(entries: Sequence[dict[str, Any]], split: str, scenes: Map
                        GROUND_PROMPT.format(description=entry["description"]), GROUND_ANSWER,
                        {"ann_id": str(entry["ann_id"]), "source": source})
         record.update(target_id=target, box=box, object_name=entry["object_name"],
-                      eval_type=scanrefer_eval_type(objects.classes, target))
+                      eval_type=eval_types[index])
         records.append(record)
     return records
 
