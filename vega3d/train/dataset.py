@@ -135,7 +135,7 @@ class Vega3DDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        encoded = encode_record(self.tokenizer, record, "train", self.spatial)
+        encoded = encode_record(self.tokenizer, record, "train", self.spatial, self.cfg.model.loss_tokens)
         sample: dict[str, Any] = {
             "id": record["id"],
             "task": record["task"],
