@@ -179,3 +179,20 @@ def test_block_out_of_range(tiny_wan):
 def test_resolution_must_fit_the_latent_patch_grid(tiny_wan):
     with pytest.raises(ValueError, match=r"generative.resolution=\[120, 112\]: width and height must be multiples of 16"):
         build_wan(wan_config(tiny_wan[0], resolution=(120, 112)), 4, "cpu", "t2v")
+
+
+@pytest.mark.parametrize(("extra", "shipped"), [
+    ({"vace_layers": list(range(0, 30, 2)), "vace_in_dim": 96}, "Wan2.1-VACE-1.3B"),
+    ({}, "Wan2.1-T2V-1.3B"),
+])
+def test_original_config_is_chosen_by_vace_layers_not_model_type(tmp_path, extra, shipped):
+    """Third-party copies of Wan2.1-VACE write model_type "t2v": the shipped config follows vace_layers."""
+    import json
+
+    from vega3d.generative import weights as ckpt
+
+    (tmp_path / ckpt.WAN_ORIGINAL_TRANSFORMER).write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "t2v", "dim": 1536, "ffn_dim": 8960, "freq_dim": 256, "in_dim": 16, "out_dim": 16,
+        "num_heads": 12, "num_layers": 30, **extra}))
+    assert ckpt.wan_config_dir(tmp_path, "vace" if extra else "t2v", None) == ckpt.assets_dir(shipped)
