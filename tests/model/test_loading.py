@@ -173,9 +173,9 @@ def test_own_format_round_trip(tiny_folder, tmp_path):
 def test_transformers_floor_is_the_major_version_whose_layout_the_loader_maps():
     """The loader imports transformers.initialization and DINOv3ViTModel (transformers 5): pyproject.toml's
     floor must not admit a 4.x that lacks them."""
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     import transformers
     from packaging.requirements import Requirement
 

@@ -76,7 +76,7 @@ def seeded_noise(
     return torch.stack(noises).to(device)
 
 
-def _squash(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def squash(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The SigLIP kernel (bicubic, antialiased, clamped to [0, 1]) to [V, 3, height, width]."""
     resized = F.interpolate(frames, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     return resized.clamp(0.0, 1.0)
@@ -90,14 +90,14 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], crop: str = "same
     if crop == "siglip_square":
         if height > width:
             raise ValueError(f"crop siglip_square needs width >= height, got {width}x{height}")
-        square = F.interpolate(_squash(frames, siglip_size, siglip_size), size=(width, width), mode="bilinear",
+        square = F.interpolate(squash(frames, siglip_size, siglip_size), size=(width, width), mode="bilinear",
                                align_corners=False)  # [V, 3, width, width]
         top = (width - height) // 2
         return square[..., top : top + height, :]
     src_h, src_w = frames.shape[-2:]
     scaled_h = height if crop == "same" else max(height, round(src_h * width / src_w))
     top = (scaled_h - height) // 2
-    return _squash(frames, scaled_h, width)[..., top : top + height, :]
+    return squash(frames, scaled_h, width)[..., top : top + height, :]
 
 
 def pool_to_grid(features: torch.Tensor, grid: int) -> torch.Tensor:
