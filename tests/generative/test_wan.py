@@ -188,8 +188,6 @@ def test_resolution_must_fit_the_latent_patch_grid(tiny_wan):
 ])
 def test_original_config_is_chosen_by_vace_layers_not_model_type(tmp_path, extra, shipped):
     """Third-party copies of Wan2.1-VACE write model_type "t2v": the shipped config follows vace_layers."""
-    import json
-
     from vega3d.generative import weights as ckpt
 
     (tmp_path / ckpt.WAN_ORIGINAL_TRANSFORMER).write_bytes(b"")
