@@ -206,6 +206,10 @@ class TrainConfig(_Section):
     trainable: list[Literal["vision", "llm", "projector", "generative_projector", "fusion", "newline", "ground_head"]] = (
         Field(default_factory=lambda: ["vision", "llm", "projector", "generative_projector", "fusion", "newline", "ground_head"])
     )
+    last_step: Literal["drop", "pad"] = Field(
+        "pad", description="each task group's last incomplete optimiser step: drop = released, pad = cycle the "
+                           "group's samples so none is left out"
+    )
     save_steps: int = Field(500, ge=1)
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(1, ge=1)

@@ -54,7 +54,7 @@ def test_improved_differs_from_paper_exactly_in_the_fields_of_the_table():
     assert differing == switched
     assert switched == {"data.scanqa_train_records", "data.sqa3d_train_records", "data.mask_invalid_depth",
                         "model.loss_tokens", "model.spatial_instruction_at_eval", "generative.crop",
-                        "generative.svd_mode", "generative.vace_layout", "generative.vjepa2_input"}
+                        "generative.svd_mode", "generative.vace_layout", "generative.vjepa2_input", "train.last_step"}
 
 
 def test_every_row_names_an_existing_test():
