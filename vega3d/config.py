@@ -1,7 +1,8 @@
 """Every setting of VEGA-3D as pydantic models, and YAML presets over them.
 
-The defaults are the paper settings (SPEC.md); presets in ``vega3d/presets/*.yaml`` override them
-(``tiny`` = CPU demo and tests). ``load_config("tiny", ["train.lr=1e-4"])`` resolves a preset plus
+The defaults are the paper sizes and recipe (SPEC.md) with our improvements switched on; presets in
+``vega3d/presets/*.yaml`` override them: ``paper`` sets every switch of docs/fidelity.md to the released
+value, ``improved`` (inheriting ``paper``) sets them back to ours, ``tiny`` = CPU demo and tests. ``load_config("tiny", ["train.lr=1e-4"])`` resolves a preset plus
 dotted overrides and fails with the field name and the allowed values when anything is invalid.
 """
 
@@ -18,7 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 TaskName = Literal["scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d"]
 ALL_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
 SamplingName = Literal["uniform", "max-coverage", "mc-ratio95"]
-FusionName = Literal["token_gated", "add", "concat", "weighted", "gated", "cross_attention", "only", "none"]
+FusionName = Literal[
+    "token_gated", "add", "concat", "weighted", "gated", "cross_attention", "only", "none",
+    "instruction_token_gated", "context_gated",
+]
 BackboneName = Literal[
     "none", "wan_t2v", "wan_vace", "sd21", "vae", "svd", "dinov3", "vjepa2", "vggt", "seva", "vmem"
 ]
@@ -61,6 +65,15 @@ class DataConfig(_Section):
     frame_stride: int = Field(10, ge=1, le=100, description="the frame list holds every Nth sensor frame")
     voxel_size: float = Field(0.1, gt=0.0, le=1.0, description="metres per voxel for frame coverage")
     coverage_ratio: float = Field(0.95, gt=0.0, le=1.0, description="stop ratio of mc-ratio95")
+    mask_invalid_depth: bool = Field(
+        True, description="drop depth 0 wherever depth is back-projected; False = released (camera centre)"
+    )
+    scanqa_train_records: Literal["per_answer", "per_question"] = Field(
+        "per_question", description="ScanQA train records: per_answer = released, one per question = ours"
+    )
+    sqa3d_train_records: Literal["per_situation", "per_question"] = Field(
+        "per_question", description="SQA3D train records: per_situation = released (alternative situations too)"
+    )
     tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -114,6 +127,11 @@ class ModelConfig(_Section):
     position_encoding: Literal["avg-discrete-sin3d", "avg-sin3d", "none"] = "avg-discrete-sin3d"
     spatial_instruction: bool = Field(True, description="add the 3D instruction after <image>")
     spatial_instruction_at_eval: bool = Field(True, description="False reproduces the original evaluation")
+    loss_tokens: Literal["released", "answer_only"] = Field(
+        "answer_only",
+        description="LM loss tokens: released = assistant turns with headers + every newline/<|im_start|>/"
+                    "<|im_end|>; answer_only = answers and their <|im_end|>",
+    )
     ground_head: Literal["infonce"] = "infonce"
     ground_temperature: float = Field(0.07, gt=0)
     ground_box_margin: float = Field(
@@ -146,8 +164,24 @@ class GenerativeConfig(_Section):
     resolution: tuple[int, int] = Field((832, 480), description="(width, height) of the encoder input")
     shift: float = Field(5.0, gt=0)
     seed: int = Field(0, ge=0)
-    crop: Literal["same", "center_vertical"] = "same"
+    crop: Literal["same", "center_vertical", "siglip_square"] = Field(
+        "same", description="encoder input: same = SigLIP's field of view (ours); siglip_square = released "
+                            "(SigLIP frame upsampled to a square, middle rows); center_vertical = aspect kept"
+    )
+    siglip_size: int = Field(384, ge=14, description="crop siglip_square: side of the SigLIP frame "
+                                                     "(must equal model.vision.image_size)")
     early_exit: bool = True
+    svd_mode: Literal["released", "pipeline"] = Field(
+        "pipeline", description="svd: released = sigma of the continuous-schedule lookup (~700), unscaled "
+                                "latents, each frame conditioned on itself; pipeline = diffusers' SVD pipeline"
+    )
+    vace_layout: Literal["released", "reference_slot"] = Field(
+        "reference_slot", description="wan_vace: released = noisy latent holds the frame only, padded to the "
+                                      "two-slot context, feature read at slot 1; reference_slot = ours"
+    )
+    vjepa2_input: Literal["released", "crop224"] = Field(
+        "crop224", description="vjepa2: released = 384 square, 16 -> 32 frames by linspace; crop224 = ours"
+    )
     cache_size: int = Field(64, ge=0, description="online mode: feature sets kept in memory")
 
 
@@ -171,6 +205,10 @@ class TrainConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     trainable: list[Literal["vision", "llm", "projector", "generative_projector", "fusion", "newline", "ground_head"]] = (
         Field(default_factory=lambda: ["vision", "llm", "projector", "generative_projector", "fusion", "newline", "ground_head"])
+    )
+    last_step: Literal["drop", "pad"] = Field(
+        "pad", description="each task group's last incomplete optimiser step: drop = released, pad = cycle the "
+                           "group's samples so none is left out"
     )
     save_steps: int = Field(500, ge=1)
     save_total_limit: int = Field(2, ge=1)
@@ -216,6 +254,15 @@ class Vega3DConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _released_crop_starts_from_siglip(self) -> Vega3DConfig:
+        if self.generative.crop == "siglip_square" and self.generative.siglip_size != self.model.vision.image_size:
+            raise ValueError(
+                f"generative.siglip_size ({self.generative.siglip_size}) must equal model.vision.image_size "
+                f"({self.model.vision.image_size}) for generative.crop=siglip_square"
+            )
+        return self
 
     def with_paths_under_root(self) -> Vega3DConfig:
         """Copy whose relative checkpoint paths are joined onto ``data.root`` (absolute paths and URIs stay)."""

@@ -34,6 +34,27 @@ def test_world_coordinates_hand_case():
     np.testing.assert_array_equal(xyz[0, 0], 0.0)  # invalid depth stays 0, not the camera centre
 
 
+def test_released_unmasked_depth_lands_on_the_camera_centre():
+    """mask_invalid=False (the paper preset): depth 0 is back-projected like any depth, onto the camera centre
+    (raw (1, 2, 3) -> aligned (-2, 1, 3)), every pixel is valid, and its voxel joins the frame's voxel set."""
+    k = np.array([[2.0, 0, 0.5, 0], [0, 4.0, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    depth = np.array([[0.0, 2.0], [1.0, 0.0]], dtype=np.float32)
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, 2.0, 3.0]
+    align = np.eye(4)
+    align[:3, :3] = _rotation_z(np.pi / 2)
+    xyz, valid = geometry.world_coordinates(depth, k, pose, align, mask_invalid=False)
+    assert valid.all()
+    np.testing.assert_allclose(xyz[0, 0], [-2.0, 1.0, 3.0], atol=1e-6)
+    np.testing.assert_allclose(xyz[1, 1], [-2.0, 1.0, 3.0], atol=1e-6)
+    np.testing.assert_allclose(xyz[0, 1], [-1.75, 1.5, 5.0], atol=1e-6)
+    _, _, (masked,) = geometry.world_coordinates_and_voxels(depth[None], k, pose[None], align, 1.0)
+    _, _, (released,) = geometry.world_coordinates_and_voxels(depth[None], k, pose[None], align, 1.0, mask_invalid=False)
+    # 1 m voxels: (-1.75, 1.5, 5) -> (-2, 2, 5); (-2.125, 0.75, 4) -> (-2, 1, 4); camera centre -> (-2, 1, 3)
+    assert sorted(map(tuple, masked)) == [(-2, 1, 4), (-2, 2, 5)]
+    assert sorted(map(tuple, released)) == [(-2, 1, 3), (-2, 1, 4), (-2, 2, 5)]
+
+
 def test_world_coordinates_equals_matrix_form():
     rng = np.random.default_rng(0)
     k = np.array([[50.0, 0, 15.5, 0], [0, 52.0, 11.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])

@@ -11,11 +11,12 @@ import pytest
 
 from tests.data import truth_answers as ta
 from tests.data.prepared import add_benchmarks, copy_root, file_digests, prepare
+from vega3d.config import load_config
 from vega3d.data import safe_pickle
 from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import DataLayout, video_id
-from vega3d.data.prep import PrepError
+from vega3d.data.prep import PrepError, run_prep
 from vega3d.testing.synthetic import load_truth
 
 # Mesh vertices are stored as float32 in the raw scan frame; moving them back into the aligned frame
@@ -24,6 +25,10 @@ from vega3d.testing.synthetic import load_truth
 MESH_TOLERANCE = 2e-6
 TASK_FILES = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "scan2cap": ("train", "val"),
               "scanqa": ("train", "val"), "sqa3d": ("train", "val", "test")}
+
+
+def _fold(nyu40_id: int) -> int:
+    return nyu40_id if nyu40_id in {*range(1, 13), 14, 16, 24, 28, 33, 34, 36, 39} else 39
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +133,9 @@ def test_every_record_parses_references_a_scene_and_agrees_with_the_truth(prepar
                     description = human.split("\n")[2]
                     assert ta.resolve_phrase(truth, ta.referring_phrase(description), colours) == {target.object_id}
                     np.testing.assert_allclose(record["box"], target.box, atol=MESH_TOLERANCE)
-                    same = sum(o.nyu40_id == target.nyu40_id for o in truth.objects)
+                    # released rule: annotated objects of this split file, NYU40 ids outside the kept set -> 39
+                    annotated = {r["target_id"] for r in records if r["scene_id"] == scene}
+                    same = sum(_fold(truth.objects[i].nyu40_id) == _fold(target.nyu40_id) for i in annotated)
                     assert record["eval_type"] == ("unique" if same == 1 else "multiple")
                     assert answer == "<ground>"
                 elif task == "multi3drefer":
@@ -163,6 +170,21 @@ def test_scan2cap_val_has_one_record_per_described_object(prepared):
     scan2cap = _records(root, "scan2cap", "val")
     assert sorted((r["scene_id"], r["object_id"]) for r in scan2cap) == sorted(
         {(r["scene_id"], r["target_id"]) for r in scanrefer})
+
+
+def test_paper_preset_prepares_the_released_training_records(prepared, raw_root, tmp_path):
+    """Released: ScanQA train one record per answer, SQA3D train one per situation (alternatives + main);
+    val/test and every other task as with one record per question (the tiny/improved setting)."""
+    root, improved = prepared
+    paper = run_prep(copy_root(raw_root, tmp_path / "data"), load_config("paper").data, progress=False)
+    raw = raw_root / "benchmark"
+    scanqa = json.loads((raw / "scanqa" / "ScanQA_v1.0_train.json").read_text())
+    sqa = json.loads((raw / "sqa_task" / "balanced" / "v1_balanced_questions_train_scannetv2.json").read_text())
+    answers = sum(len(q["answers"]) for q in scanqa)
+    situations = sum(len(q["alternative_situation"]) + 1 for q in sqa["questions"])
+    assert answers > len(scanqa) and situations > len(sqa["questions"])  # the files exercise both rules
+    assert improved.records["scanqa_train"] == len(scanqa) and improved.records["sqa3d_train"] == len(sqa["questions"])
+    assert paper.records == {**improved.records, "scanqa_train": answers, "sqa3d_train": situations}
 
 
 def test_prep_is_idempotent(prepared, tmp_path):
@@ -261,12 +283,14 @@ def test_label_classes_from_the_scannet_label_table(tmp_path):
     from vega3d.data.prep import label_classes
 
     layout = DataLayout(tmp_path)
-    assert label_classes(layout)("office chair") == "office chair"  # no table: the label itself
+    assert label_classes(layout)("office_chair") == "office chair"  # no table: the name itself
     layout.label_map_path().parent.mkdir(parents=True)
     layout.label_map_path().write_text("id\traw_category\tcategory\tnyu40id\tnyu40class\n"
-                                       "1\toffice chair\tchair\t5\tchair\n2\tchair\tchair\t5\tchair\n")
+                                       "1\toffice chair\tchair\t5\tchair\n2\tnightstand\tnightstand\t32\tnightstand\n"
+                                       "3\tshower curtain\tcurtain\t28\tshower curtain\n")
     to_class = label_classes(layout)
-    assert [to_class(x) for x in ("office chair", "chair", "lamp")] == ["chair", "chair", "lamp"]
+    # "_" -> " "; 32 is outside the kept classes -> 39; an unmapped name -> 39
+    assert [to_class(x) for x in ("office_chair", "nightstand", "shower_curtain", "lamp")] == ["5", "39", "28", "39"]
     layout.label_map_path().write_text("a\tb\n1\t2\n")
-    with pytest.raises(DataFileError, match="raw_category and nyu40class"):
+    with pytest.raises(DataFileError, match="raw_category and nyu40id"):
         label_classes(layout)

@@ -63,7 +63,7 @@ def make_split(task: str, num_records: int, seed: int = 0, num_scenes: int = 6, 
 def random_predictions(task: str, records, proposals, seed: int = 1):
     """The uniformly random predictor whose expected score tasks.chance_level computes."""
     rng = np.random.default_rng(seed)
-    vocab = tasks.answer_vocabulary(records) if task in ("scanqa", "sqa3d") else []
+    vocab = tasks.answer_vocabulary(records, task) if task in ("scanqa", "sqa3d") else []
     preds = []
     for rec in records:
         if task in ("scanqa", "sqa3d"):

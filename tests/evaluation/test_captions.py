@@ -12,8 +12,10 @@ from vega3d.evaluation import captions
 
 
 def test_normalize_caption():
-    assert captions.normalize_caption("A Chair.  It is red,tall") == "sos a chair . it is red , tall eos"
-    assert captions.normalize_caption("") == captions.EMPTY_CAPTION == "sos eos"
+    # released: no whitespace collapse ("A Chair." + "  It" -> "a chair . " + "  it": four spaces)
+    assert captions.normalize_caption("A Chair.  It is red,tall") == "sos a chair .   it is red , tall eos"
+    assert captions.normalize_caption("") == "sos  eos"
+    assert captions.EMPTY_CAPTION == "sos eos"
     assert captions.normalize_caption(None) == "sos eos"
 
 
@@ -54,7 +56,7 @@ def test_scan2cap_and_scanqa_equal_pycocoevalcap_directly():
     gts = {k: [captions.normalize_caption(r) for r in v] for k, v in references.items()}
     res = {k: [captions.normalize_caption(v)] for k, v in predicted.items()}
     assert res["s1|3"] == ["sos eos"]
-    assert gts["s0|1"][1] == "sos a wooden chair , by a table . eos"
+    assert gts["s0|1"][1] == "sos a wooden chair ,  by a table .  eos"
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     meteor = Meteor()
     meteor_score, _ = meteor.compute_score(gts, res)
@@ -84,3 +86,12 @@ def test_scanqa_scores_match_direct_without_meteor():
 def test_coco_scores_rejects_mismatched_ids():
     with pytest.raises(ValueError, match="share ids"):
         captions.coco_scores({"a": ["x"]}, {"b": "x"}, meteor=False)
+
+
+def test_scan2cap_double_spaces_reach_rouge_as_empty_tokens():
+    """ROUGE-L splits on " ": the released double spaces are empty tokens. Reference "sos a chair ,  red eos"
+    has 7 tokens (one empty), the candidate "sos a chair red eos" 5; LCS = 5 (sos a chair red eos), so
+    P = 5/5, R = 5/7, ROUGE-L(beta 1.2) = (1 + 1.44) P R / (R + 1.44 P) = 2.44 * 5/7 / (5/7 + 1.44)."""
+    scores = captions.scan2cap_scores({"o": ["A chair, red"]}, {"o": "A chair red"}, meteor=False)
+    recall = 5 / 7
+    assert scores.corpus["rouge_l"] == pytest.approx(100 * 2.44 * recall / (recall + 1.44), rel=1e-9)

@@ -39,6 +39,30 @@ def test_same_keeps_the_whole_frame_and_center_vertical_cuts_top_and_bottom():
         resize_frames(frame, (64, 64), "left")
 
 
+def test_released_siglip_square_crop_at_1280x720_equals_a_hand_built_tensor():
+    """A 384x384 frame is its own SigLIP frame; bilinear 384 -> 1280 (align_corners False) samples source
+    coordinate s(j) = (j + 0.5) * 0.3 - 0.5, clamped to [0, 383]; the middle 720 rows are rows 280..999.
+    Channel 0 = row / 383 (rows 280..999 read s in 83.65..299.35, inside, so exactly linear);
+    channel 1 = column / 383 (columns 0 and 1279 clamp to 0 and 1); channel 2 = 0.25 everywhere."""
+    index = torch.arange(384, dtype=torch.float64) / 383
+    frame = torch.stack([index.view(384, 1).expand(384, 384), index.view(1, 384).expand(384, 384),
+                         torch.full((384, 384), 0.25, dtype=torch.float64)]).unsqueeze(0).float()  # [1, 3, 384, 384]
+    out = resize_frames(frame, (1280, 720), "siglip_square", siglip_size=384)
+    rows = ((torch.arange(280, 1000, dtype=torch.float64) + 0.5) * 0.3 - 0.5) / 383  # [720]
+    cols = (((torch.arange(1280, dtype=torch.float64) + 0.5) * 0.3 - 0.5).clamp(0, 383)) / 383  # [1280]
+    expected = torch.stack([rows.view(720, 1).expand(720, 1280), cols.view(1, 1280).expand(720, 1280),
+                            torch.full((720, 1280), 0.25, dtype=torch.float64)]).unsqueeze(0)
+    assert out.shape == (1, 3, 720, 1280)
+    torch.testing.assert_close(out.double(), expected, atol=2e-6, rtol=0)
+    assert out[0, 0, 0, 0].item() == pytest.approx(83.65 / 383, abs=1e-6)  # first kept row reads source 83.65
+    # a 640x480 frame is first squashed to 384x384 like SigLIP's input, then upsampled: the top 280 and bottom
+    # 280 of the 1280 rows (the top and bottom 21.9% of the field of view) are lost
+    ramp = resize_frames(rows_frame(), (1280, 720), "siglip_square")
+    assert ramp[0, 0, 0, 0].item() == pytest.approx(0.2178, abs=0.002) and ramp[0, 0, -1, 0].item() == pytest.approx(0.7822, abs=0.002)
+    with pytest.raises(ValueError, match="width >= height"):
+        resize_frames(frame, (480, 832), "siglip_square")
+
+
 def test_input_checks_name_the_problem():
     with pytest.raises(ValueError, match=r"must be \[V, 3, H, W\]"):
         check_frames(torch.zeros(3, 64, 64))

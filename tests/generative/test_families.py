@@ -116,3 +116,44 @@ def test_offline_only_ids_explain_how_to_use_them(backbone):
     with pytest.raises(ValueError, match="offline-only"):
         build_encoder(GenerativeConfig(backbone=backbone), 14, "cpu")
     assert PAPER_CHANNELS[backbone] == {"vggt": 2048, "seva": 1280, "vmem": 1280}[backbone]
+
+
+def test_svd_released_mode_uses_sigma_max_unscaled_latents_and_own_frame(tiny_family):
+    """Released: sigma = the scheduler's sigma_max (700), z = the VAE mean without 0.18215, and frame f's
+    conditioning latent is its own (augmented) frame's mode, not the chunk's first."""
+    cfg = GenerativeConfig(backbone="svd", checkpoint=str(tiny_family["svd"]), timestep=250, resolution=(64, 64),
+                           svd_mode="released")
+    encoder = build_encoder(cfg, 4, "cpu")
+    assert encoder.sigma == 700.0
+    clip, ids = frames(3), [0, 10, 20]
+    with torch.inference_mode():
+        pixels = encoder.preprocess(clip)
+        z = encoder.vae.encode(pixels).latent_dist.mean  # no scaling factor
+        aug = torch.stack([torch.randn(pixels.shape[1:], generator=torch.Generator().manual_seed(
+            frame_seed("s#svd-cond", f, 0))) for f in ids])
+        cond = encoder.vae.encode(pixels + 0.02 * aug).latent_dist.mode()  # [3, 4, 8, 8]: each frame its own
+        noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(frame_seed("s", f, 0)))
+                             for f in ids])
+        sample = torch.cat([(z + 700.0 * noise) / (700.0**2 + 1) ** 0.5, cond], dim=1).unsqueeze(0)
+        expected = capture_input(encoder.unet.mid_block, lambda: encoder.unet(
+            sample, torch.tensor([0.25 * np.log(700.0)]), encoder_hidden_states=encoder.image_embedding(pixels[:1]),
+            added_time_ids=torch.tensor([[6.0, 127.0, 0.02]])), stop=True)
+    torch.testing.assert_close(encoder.encode(clip, "s", ids), torch.nn.functional.adaptive_avg_pool2d(expected, 4))
+
+
+def test_vjepa2_released_input_is_384_square_with_linspace_frames(tiny_family):
+    """Released: 384x384 squashed frames (24x24 patches of 16); tubelet grids to frames by int(linspace):
+    4 frames -> 2 tubelets -> [0, 0, 0, 1]; 6 frames -> 3 tubelets -> linspace(0, 2, 6) = 0, .4, .8, 1.2, 1.6, 2
+    -> [0, 0, 0, 1, 1, 2] (ours repeats each tubelet twice: [0, 0, 1, 1, 2, 2])."""
+    cfg = GenerativeConfig(backbone="vjepa2", checkpoint=str(tiny_family["vjepa2"]), vjepa2_input="released")
+    encoder = build_encoder(cfg, 4, "cpu")
+    clip = frames(6)
+    with torch.inference_mode():
+        pixels = encoder.preprocess(clip)
+        assert pixels.shape == (6, 3, 384, 384)
+        tokens = encoder.model.get_vision_features(pixels.unsqueeze(0))[0].unflatten(0, (3, 24, 24))  # [3, 24, 24, D]
+        grids = torch.nn.functional.adaptive_avg_pool2d(tokens.permute(0, 3, 1, 2), 4)  # [3, D, 4, 4]
+    out = encoder.encode(clip, "s", list(range(6)))
+    torch.testing.assert_close(out, grids[[0, 0, 0, 1, 1, 2]])
+    four = encoder.encode(clip[:4], "s", list(range(4)))
+    assert torch.equal(four[0], four[2]) and not torch.equal(four[2], four[3])

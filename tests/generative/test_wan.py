@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.generative.conftest import wan_config
-from vega3d.generative.wan import build_wan, flow_match_timestep
+from vega3d.generative.base import frame_seed
+from vega3d.generative.wan import build_wan, flow_match_timestep, tap_block_output
 from vega3d.generative.weights import CheckpointError
 
 SCENE = "scene0000_00"
@@ -179,3 +180,40 @@ def test_block_out_of_range(tiny_wan):
 def test_resolution_must_fit_the_latent_patch_grid(tiny_wan):
     with pytest.raises(ValueError, match=r"generative.resolution=\[120, 112\]: width and height must be multiples of 16"):
         build_wan(wan_config(tiny_wan[0], resolution=(120, 112)), 4, "cpu", "t2v")
+
+
+@pytest.mark.parametrize(("extra", "shipped"), [
+    ({"vace_layers": list(range(0, 30, 2)), "vace_in_dim": 96}, "Wan2.1-VACE-1.3B"),
+    ({}, "Wan2.1-T2V-1.3B"),
+])
+def test_original_config_is_chosen_by_vace_layers_not_model_type(tmp_path, extra, shipped):
+    """Third-party copies of Wan2.1-VACE write model_type "t2v": the shipped config follows vace_layers."""
+    from vega3d.generative import weights as ckpt
+
+    (tmp_path / ckpt.WAN_ORIGINAL_TRANSFORMER).write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "t2v", "dim": 1536, "ffn_dim": 8960, "freq_dim": 256, "in_dim": 16, "out_dim": 16,
+        "num_heads": 12, "num_layers": 30, **extra}))
+    assert ckpt.wan_config_dir(tmp_path, "vace" if extra else "t2v", None) == ckpt.assets_dir(shipped)
+
+
+def test_vace_released_layout_reads_the_padded_slot(tiny_vace):
+    """Released: hidden_states = [(1 - σ) z + σ ε, 0] (the frame, then zero padding to the context's two slots),
+    the context unchanged, the feature = the block output at slot 1."""
+    clip, ids = frames(2), [0, 10]
+    released = build_wan(wan_config(tiny_vace[0], vace_layout="released"), 4, "cpu", "vace")
+    ours = build_wan(wan_config(tiny_vace[0]), 4, "cpu", "vace")
+    with torch.inference_mode():
+        pixels = released.preprocess(clip)
+        inputs, our_inputs = released.dit_inputs(pixels, SCENE, ids), ours.dit_inputs(pixels, SCENE, ids)
+        z = released.latents(pixels)  # [2, 16, 1, h, w]
+        eps = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(frame_seed(SCENE, f, 0)))
+                           for f in ids])
+        hidden = inputs["hidden_states"]
+        assert hidden.shape == our_inputs["hidden_states"].shape == (2, 16, 2, *z.shape[-2:])
+        torch.testing.assert_close(hidden[:, :, :1], (1 - released.sigma) * z + released.sigma * eps)
+        assert torch.equal(hidden[:, :, 1], torch.zeros_like(hidden[:, :, 1]))
+        assert torch.equal(inputs["control_hidden_states"], our_inputs["control_hidden_states"])
+        tapped = tap_block_output(released.transformer, released.block, False, **inputs)  # [2, 2*h'*w', D]
+        grid = tapped.unflatten(1, (2, z.shape[-2] // 2, z.shape[-1] // 2))[:, 1].permute(0, 3, 1, 2)
+    torch.testing.assert_close(released.encode(clip, SCENE, ids), torch.nn.functional.adaptive_avg_pool2d(grid, 4))

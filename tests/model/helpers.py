@@ -8,8 +8,8 @@ from vega3d.config import ModelConfig, load_config
 from vega3d.model.configuration import build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel
 
-IMAGE, GROUND, COORD = 1000, 1001, 1002
-TOKEN_IDS = {"image": IMAGE, "ground": GROUND, "coord": COORD}
+IMAGE, GROUND, COORD, IM_END = 1000, 1001, 1002, 1003
+TOKEN_IDS = {"image": IMAGE, "ground": GROUND, "coord": COORD, "im_end": IM_END}
 GEN_CHANNELS = 8
 
 
@@ -21,7 +21,7 @@ def tiny_model_config(**overrides) -> ModelConfig:
 
 def tiny_model(fusion: str = "token_gated", generative_channels: int = GEN_CHANNELS, seed: int = 0,
                **overrides) -> Vega3DModel:
-    """A random tiny model whose special tokens are ids 1000..1002 of the 1024-row vocabulary."""
+    """A random tiny model whose special tokens are ids 1000..1003 of the 1024-row vocabulary."""
     torch.manual_seed(seed)
     cfg = tiny_model_config(fusion=fusion, **overrides)
     return Vega3DModel(build_hf_config(cfg, generative_channels, TOKEN_IDS)).eval()

@@ -168,3 +168,19 @@ def test_own_format_round_trip(tiny_folder, tmp_path):
                            again(ids, torch.ones_like(ids), **inputs).logits)
     with pytest.raises(CheckpointError, match="generative_channels=8"):
         load_model(tmp_path / "ours", cfg, generative_channels=0)
+
+
+def test_transformers_floor_is_the_major_version_whose_layout_the_loader_maps():
+    """The loader imports transformers.initialization and DINOv3ViTModel (transformers 5): pyproject.toml's
+    floor must not admit a 4.x that lacks them."""
+    from pathlib import Path
+
+    import tomllib
+    import transformers
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    requirement = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "transformers")
+    floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+    assert floors and int(floors[0].split(".")[0]) == 5 == int(transformers.__version__.split(".")[0])
+    assert not requirement.specifier.contains("4.57.0") and requirement.specifier.contains(transformers.__version__)

@@ -75,3 +75,32 @@ def test_spatial_instruction_switches():
 def test_bad_record_names_the_record(tokenizer):
     with pytest.raises(ValueError, match="scanqa_9"):
         encode_record(tokenizer, {"id": "scanqa_9", "conversations": [{"from": "human", "value": "x"}]}, "train", True)
+
+
+WHERE = {"id": "scanqa_1", "task": "scanqa", "conversations": [
+    {"from": "human", "value": "<image>\nWhere is the lamp?"}, {"from": "gpt", "value": "on the table"}]}
+# The tiny tokenizer's pieces of WHERE's training prompt (no spatial instruction), position by position.
+WHERE_TOKENS = ["<|im_start|>", "s", "y", "s", "te", "m", "\n", "You", " are", " a", " helpful", " assistant", ".",
+                "<|im_end|>", "\n", "<|im_start|>", "us", "er", "\n", "<image>", "\n", "W", "here", " is", " the",
+                " lamp", "?", "<|im_end|>", "\n", "<|im_start|>", "as", "s", "istant", "\n", "on", " the", " table",
+                "<|im_end|>", "\n"]
+
+
+@pytest.mark.parametrize(("loss_tokens", "trained"), [
+    # released: <|im_start|> 0 15 29, "\n" 6 14 18 20 28, <|im_end|> 13 27, and the whole assistant turn 29-38
+    ("released", [0, 6, 13, 14, 15, 18, 20, 27, 28, *range(29, 39)]),
+    # ours: "on the table<|im_end|>"
+    ("answer_only", [34, 35, 36, 37]),
+])
+def test_loss_mask_marks_the_hand_listed_positions(tokenizer, loss_tokens, trained):
+    enc = encode_record(tokenizer, WHERE, "train", spatial_instruction=False, loss_tokens=loss_tokens)
+    assert [tokenizer.decode([t]) for t in enc.input_ids] == WHERE_TOKENS
+    assert [i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX] == trained
+    assert all(enc.labels[i] == enc.input_ids[i] for i in trained)
+
+
+def test_released_loss_mask_leaves_generation_prompts_unchanged(tokenizer):
+    for mode in ("generate", "ground"):
+        ours = encode_record(tokenizer, WHERE, mode, False, "answer_only")
+        released = encode_record(tokenizer, WHERE, mode, False, "released")
+        assert released.input_ids == ours.input_ids and set(released.labels) == {IGNORE_INDEX}

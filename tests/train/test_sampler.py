@@ -70,3 +70,15 @@ def test_groups_cover_the_five_tasks() -> None:
     assert sorted(t for tasks in TASK_GROUPS.values() for t in tasks) == sorted(
         ["scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer"]
     )
+
+
+def test_released_drop_last_leaves_out_each_groups_incomplete_step() -> None:
+    """qa 12 -> 3 full steps of 4, caption 6 -> 1 (2 left out), grounding 7 -> 1 (3 left out): 5 steps."""
+    sampler = TaskGroupedSampler(TASKS, micro_batch_size=2, accumulation_steps=2, seed=3, drop_last=True)
+    plan = sampler.plan(epoch=0)
+    assert sorted(group for group, _ in plan) == ["caption", "grounding", "qa", "qa", "qa"]
+    assert sampler.steps_per_epoch() == 5 and len(sampler) == 20
+    seen = [i for _, indices in plan for i in indices]
+    assert len(seen) == len(set(seen)) == 20  # no sample twice, 5 of the 25 left out
+    with pytest.raises(ValueError, match="fewer samples than one optimiser step"):
+        TaskGroupedSampler(["scanqa"] * 3, 2, 2, drop_last=True)

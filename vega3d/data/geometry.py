@@ -1,7 +1,8 @@
 """Back-projection of depth into aligned world coordinates and voxel sets (SPEC.md section 1).
 
 Per pixel (u, v) with depth z in metres: x = (u - cx) z / fx, y = (v - cy) z / fy, and
-world = A · T_cam2world · [x, y, z, 1] with A the scan's axisAlignment. Depth 0 is invalid and masked.
+world = A · T_cam2world · [x, y, z, 1] with A the scan's axisAlignment. Depth 0 is invalid and masked (``mask_invalid=False``: the released
+behaviour, back-projected onto the camera centre).
 
 Voxel sets are ``unique(round(xyz / voxel_size))``; they are computed by an O(n) occupancy scatter over the
 bounding grid of the points rather than by sorting (np.unique), see :func:`voxel_set`.
@@ -66,8 +67,14 @@ def _store(planes: np.ndarray, invalid: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, np.float32(0.0), where=invalid[..., None])
 
 
+def pixel_validity(depth: np.ndarray, mask_invalid: bool) -> np.ndarray:
+    """Which pixels count: depth > 0 (masked), or every pixel (released: depth 0 lands on the camera centre)."""
+    return depth > 0 if mask_invalid else np.ones(depth.shape, dtype=bool)
+
+
 def world_coordinates(
-    depth_m: np.ndarray, depth_intrinsic: np.ndarray, cam2world: np.ndarray, axis_align: np.ndarray
+    depth_m: np.ndarray, depth_intrinsic: np.ndarray, cam2world: np.ndarray, axis_align: np.ndarray,
+    mask_invalid: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned world coordinates of every pixel.
 
@@ -76,12 +83,14 @@ def world_coordinates(
         depth_intrinsic: [4, 4] (or [3, 3]) pinhole intrinsics of the depth camera.
         cam2world: [V, 4, 4] (or [4, 4]) camera-to-world poses, raw scan frame, OpenCV axes.
         axis_align: [4, 4] raw -> aligned transform.
+        mask_invalid: False reproduces the released code: depth 0 is back-projected like any depth (onto
+            the camera centre) and every pixel is valid.
 
     Returns:
         xyz: [V, H, W, 3] float32 aligned metres (0 where invalid), valid: [V, H, W] bool (depth > 0).
     """
     depth, poses, single = _as_frames(depth_m, cam2world)
-    valid = depth > 0
+    valid = pixel_validity(depth, mask_invalid)
     xyz = np.empty(depth.shape + (3,), dtype=np.float32)
     for i, planes in _world_planes(depth, depth_intrinsic, poses, axis_align):
         _store(planes, ~valid[i], xyz[i])
@@ -90,14 +99,14 @@ def world_coordinates(
 
 def world_coordinates_and_voxels(
     depth_m: np.ndarray, depth_intrinsic: np.ndarray, cam2world: np.ndarray, axis_align: np.ndarray,
-    voxel_size: float = 0.1,
+    voxel_size: float = 0.1, mask_invalid: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """world_coordinates plus each frame's voxel set, computed from the same planes while they are hot.
 
     Returns xyz [V, H, W, 3] float32, valid [V, H, W] bool and V voxel sets [M_f, 3] int64.
     """
     depth, poses, _ = _as_frames(depth_m, cam2world)
-    valid = depth > 0
+    valid = pixel_validity(depth, mask_invalid)
     xyz = np.empty(depth.shape + (3,), dtype=np.float32)
     voxels = []
     for i, planes in _world_planes(depth, depth_intrinsic, poses, axis_align):

@@ -4,7 +4,8 @@
 the mesh vertices moved into the aligned frame by ``axisAlignment`` with per-vertex instance ids (segments +
 aggregation) -> ``scannet/pcd_with_global_alignment/<scene>.npz``; a ground-truth box per aggregation object
 (index = objectId); a box per predicted mask (at most 50, in the mask file's order); the scene's voxel set;
-and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked). Finally
+and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked unless
+``mask_invalid_depth`` is False). Finally
 the metadata files and the processed llava-style records of every task are built in memory and only then
 written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``. Re-running
 on the same root rewrites identical files.
@@ -156,16 +157,20 @@ def _pickle_bytes(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=4)
 
 
-def _build_records(layout: DataLayout, tasks: list[str], objects: dict[str, SceneObjects]) -> dict[tuple[str, str], list]:
-    """Every processed record list, keyed by (task, split); raises before anything is written."""
+def _build_records(layout: DataLayout, cfg: DataConfig, objects: dict[str, SceneObjects],
+                   to_class: Callable[[str], str]) -> dict[tuple[str, str], list]:
+    """Every processed record list, keyed by (task, split); raises before anything is written.
+
+    Train splits of ScanQA / SQA3D follow ``cfg.scanqa_train_records`` / ``cfg.sqa3d_train_records``.
+    """
     built: dict[tuple[str, str], list] = {}
-    for task in tasks:
+    for task in cfg.tasks:
         for split in TASK_SPLITS[task]:
             if task in ("scanrefer", "scan2cap"):
                 path = layout.benchmark_path(SCANREFER_FILE, split)
                 entries = read_scanrefer(path)
                 if task == "scanrefer":
-                    records = scanrefer_records(entries, split, objects, str(path))
+                    records = scanrefer_records(entries, split, objects, str(path), to_class)
                 else:
                     records = scan2cap_records(entries, split, objects, str(path), per_object=split != "train")
             elif task == "multi3drefer":
@@ -173,32 +178,43 @@ def _build_records(layout: DataLayout, tasks: list[str], objects: dict[str, Scen
                 records = multi3drefer_records(read_multi3drefer(path), split, objects, str(path))
             elif task == "scanqa":
                 path = layout.benchmark_path(SCANQA_FILE, split)
-                records = scanqa_records(read_scanqa(path), split, str(path))
+                records = scanqa_records(read_scanqa(path), split, str(path),
+                                         per_answer=split == "train" and cfg.scanqa_train_records == "per_answer")
             else:
                 questions = layout.benchmark_path(SQA3D_QUESTIONS_FILE, split)
                 entries = read_sqa3d(questions, layout.benchmark_path(SQA3D_ANNOTATIONS_FILE, split))
-                records = sqa3d_records(entries, split, str(questions))
+                records = sqa3d_records(entries, split, str(questions),
+                                        per_situation=split == "train" and cfg.sqa3d_train_records == "per_situation")
             built[(task, split)] = records
     return built
 
 
-def label_classes(layout: DataLayout) -> Callable[[str], str]:
-    """Aggregation label -> class for ScanRefer unique/multiple.
+SCANREFER_KEPT_CLASSES = frozenset([*range(1, 13), 14, 16, 24, 28, 33, 34, 36, 39])
+OTHER_CLASS = "39"
 
-    NYU40 class through ScanNet's ``scannetv2-labels.combined.tsv`` (raw_category -> nyu40class) when the
-    root has it; otherwise (and for labels the table lacks) the label itself, which is exact for synthetic
-    scenes (one label per NYU40 class).
+
+def label_classes(layout: DataLayout) -> Callable[[str], str]:
+    """ScanRefer object_name -> class for unique/multiple, by the released rule (SPEC.md Parity 4).
+
+    "_" -> " ", then ScanNet's ``scannetv2-labels.combined.tsv`` raw_category -> nyu40id; an id outside
+    {1-12, 14, 16, 24, 28, 33, 34, 36, 39} or a name the table lacks becomes 39. A root without the table
+    (not part of the downloaded layout everywhere) uses the name itself as its class.
     """
     path = layout.label_map_path()
     if not path.is_file():
-        return lambda label: label
+        return lambda name: name.replace("_", " ")
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
-        if not {"raw_category", "nyu40class"} <= set(reader.fieldnames or ()):
-            raise DataFileError(path, "needs the columns raw_category and nyu40class",
+        if not {"raw_category", "nyu40id"} <= set(reader.fieldnames or ()):
+            raise DataFileError(path, "needs the columns raw_category and nyu40id",
                                 "use ScanNet's scannetv2-labels.combined.tsv or remove the file")
-        mapping = {row["raw_category"]: row["nyu40class"] for row in reader}
-    return lambda label: mapping.get(label, label)
+        mapping = {row["raw_category"]: row["nyu40id"] for row in reader}
+
+    def to_class(name: str) -> str:
+        nyu40 = mapping.get(name.replace("_", " "), OTHER_CLASS)
+        return nyu40 if nyu40.isdigit() and int(nyu40) in SCANREFER_KEPT_CLASSES else OTHER_CLASS
+
+    return to_class
 
 
 def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepReport:
@@ -210,7 +226,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
     problems = check_data_root(layout.root)
     if problems:
         raise PrepError(layout.root, problems)
-    to_class = label_classes(layout)
+    to_class = label_classes(layout)  # reads the label table before any write
     scenes = {split: read_split_scenes(layout, split) for split in ("train", "val", "test")}
     report = PrepReport(root=str(layout.root), scenes=scenes)
     gt: dict[str, dict[str, list]] = {split: {} for split in scenes}
@@ -226,15 +242,15 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
         if points.labels:
             boxes = gt_boxes(points, layout.aggregation_path(scene))
             gt[split][video_id(scene)] = boxes
-            objects[scene] = SceneObjects(np.asarray(boxes, dtype=np.float64).reshape(-1, 6),
-                                          [to_class(label) for label in points.labels])
+            objects[scene] = SceneObjects(np.asarray(boxes, dtype=np.float64).reshape(-1, 6))
         if split != "train" and layout.mask_path(scene).is_file():
             pred[split][video_id(scene)] = predicted_boxes(points.xyz, layout.mask_path(scene))
         voxel_sets[scene] = voxel_set(points.xyz, cfg.voxel_size)
-        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size))
+        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size,
+                                             cfg.mask_invalid_depth))
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
-    records = _build_records(layout, list(cfg.tasks), objects)
+    records = _build_records(layout, cfg, objects, to_class)
     outputs: list[tuple[Path, bytes]] = []
     for split in scenes:
         if gt[split]:

@@ -10,7 +10,7 @@ the evaluation.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,9 @@ SQA3D_TYPES = ("what", "is", "how", "can", "which")
 
 @dataclass(frozen=True)
 class SceneObjects:
-    """The annotated objects of one scene: ``boxes[i]`` and ``classes[i]`` belong to objectId ``i``."""
+    """The annotated objects of one scene: ``boxes[i]`` belongs to objectId ``i``."""
 
     boxes: np.ndarray  # [M, 6] float64, aligned frame
-    classes: Sequence[str]  # NYU40 class (or label) of each object, for ScanRefer unique/multiple
 
     def box(self, object_id: int, where: str) -> list[float]:
         """The box of one object; ``where`` names the file and record for the error."""
@@ -63,15 +62,24 @@ def _base(task: str, split: str, record_id: str, scene: str, prompt: str, answer
             "conversations": _conversation(prompt, answer), "metadata": metadata}
 
 
-def scanrefer_eval_type(classes: Sequence[str], target: int) -> str:
-    """'unique' when the target's class occurs once in the scene, else 'multiple'."""
-    return "unique" if Counter(classes)[classes[target]] == 1 else "multiple"
+def scanrefer_eval_types(entries: Sequence[dict[str, Any]], to_class: Callable[[str], str]) -> list[str]:
+    """The released unique/multiple rule (SPEC.md Parity 4), one type per entry.
+
+    Over the annotated objects of the split file, (scene, object_id) with the class ``to_class(object_name)``:
+    an entry is 'unique' when its (scene, class) has exactly one annotated object, else 'multiple'.
+    """
+    annotated = {(e["scene_id"], int(e["object_id"])): to_class(e["object_name"]) for e in entries}
+    per_class = Counter((scene, cls) for (scene, _), cls in annotated.items())
+    return ["unique" if per_class[(e["scene_id"], annotated[(e["scene_id"], int(e["object_id"]))])] == 1
+            else "multiple" for e in entries]
 
 
 def scanrefer_records(entries: Sequence[dict[str, Any]], split: str, scenes: Mapping[str, SceneObjects],
-                      source: str) -> list[dict[str, Any]]:
-    """ScanRefer: one grounding record per description; answer ``<ground>``."""
+                      source: str, to_class: Callable[[str], str] = str) -> list[dict[str, Any]]:
+    """ScanRefer: one grounding record per description; answer ``<ground>``; ``eval_type`` by
+    :func:`scanrefer_eval_types` with ``to_class`` (object_name -> class)."""
     records = []
+    eval_types = scanrefer_eval_types(entries, to_class)
     for index, entry in enumerate(entries):
         where = f"{source} record {index}"
         scene, target = entry["scene_id"], int(entry["object_id"])
@@ -81,7 +89,7 @@ def scanrefer_records(entries: Sequence[dict[str, Any]], split: str, scenes: Map
                        GROUND_PROMPT.format(description=entry["description"]), GROUND_ANSWER,
                        {"ann_id": str(entry["ann_id"]), "source": source})
         record.update(target_id=target, box=box, object_name=entry["object_name"],
-                      eval_type=scanrefer_eval_type(objects.classes, target))
+                      eval_type=eval_types[index])
         records.append(record)
     return records
 
@@ -130,39 +138,57 @@ def scan2cap_records(entries: Sequence[dict[str, Any]], split: str, scenes: Mapp
     return records
 
 
-def scanqa_records(entries: Sequence[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
-    """ScanQA: answer = the first reference answer; all answers kept for evaluation."""
+def scanqa_records(entries: Sequence[dict[str, Any]], split: str, source: str,
+                   per_answer: bool = False) -> list[dict[str, Any]]:
+    """ScanQA: answer = the first reference answer; all answers kept for evaluation.
+
+    ``per_answer`` (the released training data, SPEC.md Parity 1): one record per answer instead, id
+    ``scanqa_<question_id>_<idx>``, answered by that answer.
+    """
     records = []
     for entry in entries:
         scene = entry["scene_id"]
-        record = _base("scanqa", split, f"scanqa-{entry['question_id']}", scene,
-                       SCANQA_PROMPT.format(question=entry["question"]), entry["answers"][0],
-                       {"object_ids": list(entry.get("object_ids", [])),
-                        "object_names": list(entry.get("object_names", [])), "source": source})
-        record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]))
-        records.append(record)
+        targets = list(enumerate(entry["answers"])) if per_answer else [(None, entry["answers"][0])]
+        for idx, answer in targets:
+            record_id = f"scanqa-{entry['question_id']}" if idx is None else f"scanqa_{entry['question_id']}_{idx}"
+            record = _base("scanqa", split, record_id, scene, SCANQA_PROMPT.format(question=entry["question"]),
+                           answer, {"object_ids": list(entry.get("object_ids", [])),
+                                    "object_names": list(entry.get("object_names", [])), "source": source})
+            record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]))
+            records.append(record)
     return records
 
 
 def sqa3d_question_type(question: str) -> str:
-    """what | is | how | can | which from the question's first word, else others."""
-    words = question.strip().split()
-    first = words[0].strip("?,.!").lower() if words else ""
-    return first if first in SQA3D_TYPES else "others"
+    """The released rule: what | is | how | can | which by prefix of the left-stripped, lower-cased question,
+    else others ("Isn't ..." -> is, "Whatever ..." -> what)."""
+    text = question.lstrip().lower()
+    return next((kind for kind in SQA3D_TYPES if text.startswith(kind)), "others")
 
 
-def sqa3d_records(entries: Sequence[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
-    """SQA3D (questions joined with annotations): situation + question; answer = the first answer."""
+def sqa3d_records(entries: Sequence[dict[str, Any]], split: str, source: str,
+                  per_situation: bool = False) -> list[dict[str, Any]]:
+    """SQA3D (questions joined with annotations): situation + question; answer = the first answer.
+
+    ``per_situation`` (the released training data, SPEC.md Parity 2): one record per situation of
+    ``alternative_situation + [situation]``, id ``sqa3d-<split>-<question_id>-<k>``.
+    """
     records = []
     for entry in entries:
         scene = entry["scene_id"]
-        record = _base("sqa3d", split, f"sqa3d-{split}-{entry['question_id']}", scene,
-                       SQA3D_PROMPT.format(situation=entry["situation"], question=entry["question"]),
-                       entry["answers"][0],
-                       {"answer_type": entry["answer_type"], "position": entry["position"],
-                        "rotation": entry["rotation"], "alternative_situation": entry["alternative_situation"],
-                        "source": source})
-        record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]),
-                      question_type=sqa3d_question_type(entry["question"]), situation=entry["situation"])
-        records.append(record)
+        if per_situation:
+            situations = list(enumerate([*entry["alternative_situation"], entry["situation"]]))
+        else:
+            situations = [(None, entry["situation"])]
+        for k, situation in situations:
+            suffix = "" if k is None else f"-{k}"
+            record = _base("sqa3d", split, f"sqa3d-{split}-{entry['question_id']}{suffix}", scene,
+                           SQA3D_PROMPT.format(situation=situation, question=entry["question"]),
+                           entry["answers"][0],
+                           {"answer_type": entry["answer_type"], "position": entry["position"],
+                            "rotation": entry["rotation"], "alternative_situation": entry["alternative_situation"],
+                            "source": source})
+            record.update(question_id=str(entry["question_id"]), answers=list(entry["answers"]),
+                          question_type=sqa3d_question_type(entry["question"]), situation=situation)
+            records.append(record)
     return records

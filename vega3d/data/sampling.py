@@ -117,25 +117,28 @@ def frame_id_of(path: str) -> int:
 
 
 def scene_frame_voxels(
-    layout: DataLayout, scene: str, frame_ids: Sequence[int], voxel_size: float = 0.1, chunk: int = 16
+    layout: DataLayout, scene: str, frame_ids: Sequence[int], voxel_size: float = 0.1, chunk: int = 16,
+    mask_invalid: bool = True,
 ) -> list[np.ndarray]:
-    """Voxel set of each frame (valid depth only), reading frames in chunks to bound memory."""
+    """Voxel set of each frame (valid depth only unless ``mask_invalid`` is False), read in chunks."""
     voxels: list[np.ndarray] = []
     for start in range(0, len(frame_ids), chunk):
         frames = load_scene_frames(layout, scene, frame_ids[start:start + chunk])
         voxels += world_coordinates_and_voxels(
-            frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align, voxel_size
+            frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align, voxel_size, mask_invalid
         )[2]
     return voxels
 
 
 def coverage_selection(
-    layout: DataLayout, scene: str, scene_voxels: np.ndarray, budget: int = 32, voxel_size: float = 0.1
+    layout: DataLayout, scene: str, scene_voxels: np.ndarray, budget: int = 32, voxel_size: float = 0.1,
+    mask_invalid: bool = True,
 ) -> dict:
     """The ``scannet_select_frames.json`` entry of a scene: greedy picks (up to ``budget``) over the candidates."""
     frame_ids = scene_frame_ids(layout, scene)
     candidates = [frame_ids[i] for i in candidate_indices(len(frame_ids), budget)]
-    result = max_coverage(scene_frame_voxels(layout, scene, candidates, voxel_size), scene_voxels, budget)
+    voxels = scene_frame_voxels(layout, scene, candidates, voxel_size, mask_invalid=mask_invalid)
+    result = max_coverage(voxels, scene_voxels, budget)
     return {
         "video_id": video_id(scene),
         "frame_files": [frame_file(scene, candidates[i]) for i in result.indices],

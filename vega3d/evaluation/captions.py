@@ -3,8 +3,8 @@
 Tokenisation: pycocoevalcap's PTBTokenizer (a Java CoreNLP call) is NOT used. Like the original
 Video-3D-LLM evaluation, strings are tokenised by whitespace after our own normalisation:
 - Scan2Cap, :func:`normalize_caption`: lower-case, "." and "," surrounded by spaces, wrapped in
-  "sos ... eos", whitespace collapsed (the original leaves double spaces, which only ROUGE-L's
-  ``split(" ")`` would see as empty tokens);
+  "sos ... eos", double spaces kept as the released code leaves them (ROUGE-L's ``split(" ")`` sees them
+  as empty tokens);
 - ScanQA, :func:`normalize_qa_text`: whitespace collapsed and a trailing "." removed from the prediction
   (the original's ``rstrip(".")``); references as given.
 The BLEU, METEOR, ROUGE-L and CIDEr scorers are pycocoevalcap's own; METEOR starts its Java jar once per
@@ -20,9 +20,11 @@ EMPTY_CAPTION = "sos eos"
 
 
 def normalize_caption(text: str | None) -> str:
-    """Scan2Cap normalisation: "A chair. It is red," -> "sos a chair . it is red , eos"; None -> "sos eos"."""
-    text = (text or "").replace(".", " . ").replace(",", " , ").lower()
-    return " ".join(["sos", *text.split(), "eos"])
+    """Scan2Cap normalisation as released: "A chair. It is red" -> "sos a chair .  it is red eos" (the space
+    after "." stays, so ". " becomes " .  "); None -> "sos eos"."""
+    if text is None:
+        return EMPTY_CAPTION
+    return f"sos {text.replace('.', ' . ').replace(',', ' , ').lower()} eos"
 
 
 def normalize_qa_text(text: str) -> str:
@@ -58,7 +60,7 @@ def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str
         raise ValueError(f"every id needs at least one reference; none for {empty[:5]}")
     if not keys:
         raise ValueError("coco_scores needs at least one caption")
-    gts = {k: [" ".join(r.split()) for r in references[k]] for k in keys}
+    gts = {k: list(references[k]) for k in keys}
     res = {k: [candidates[k]] for k in keys}
 
     corpus: dict[str, float] = {}
@@ -99,4 +101,5 @@ def scanqa_scores(
 ) -> CaptionScores:
     """ScanQA caption-style scores of the predicted answers against all reference answers."""
     cands = {k: normalize_qa_text(answers.get(k, "")) for k in references}
-    return coco_scores(references, cands, meteor=meteor)
+    refs = {k: [" ".join(r.split()) for r in rs] for k, rs in references.items()}
+    return coco_scores(refs, cands, meteor=meteor)

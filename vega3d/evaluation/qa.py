@@ -1,16 +1,19 @@
-"""Exact-match metrics for ScanQA and SQA3D (SPEC.md section 4).
+"""Exact-match metrics for ScanQA and SQA3D (SPEC.md section 4 and Parity 3).
 
-SQA3D's EM compares answers after :func:`normalize_answer`: lower-case, punctuation stripped (apostrophes
-and hyphens kept, so "o'clock" and "twenty-three" survive), numbers 0-99 written as words ("none" counts as
-"zero"), the articles a/an/the dropped and whitespace collapsed. ScanQA reports a raw EM (the stripped
-prediction equals one reference verbatim) and the same normalised EM.
+SQA3D's EM (``sqa3d/em``) compares answers after :func:`normalize_sqa3d_released`, the released
+normalisation (typo fixes, numbers 0-20 and 23 as words, glued digits and articles dropped...). Our own
+:func:`normalize_answer` (lower-case, punctuation stripped with apostrophes and hyphens kept, numbers 0-99
+as words, "none" as "zero", articles dropped, whitespace collapsed) stays as the extra metric
+``sqa3d/em_vega3d_norm``. ScanQA reports a raw EM (the stripped prediction equals one reference verbatim)
+and the EM after :func:`normalize_answer`.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 SQA3D_QUESTION_TYPES: tuple[str, ...] = ("what", "is", "how", "can", "which", "others")
 
@@ -51,14 +54,50 @@ def normalize_answer(text: str) -> str:
     return " ".join(words)
 
 
-def exact_match(prediction: str, references: Sequence[str], normalize: bool = False) -> bool:
-    """True when the prediction equals any reference (after :func:`normalize_answer` if ``normalize``).
+_RELEASED_TYPOS: tuple[tuple[str, str], ...] = (
+    (r"\bletf\b", "left"), (r"\blet\b", "left"), (r"\btehre\b", "there"), (r"\brigth\b", "right"),
+    (r"\brght\b", "right"), (r"\bbehine\b", "behind"), (r"\btv\b", "TV"), (r"\bchai\b", "chair"),
+    (r"\bwasing\b", "washing"), (r"\bwaslked\b", "walked"), (r"\boclock\b", "o'clock"),
+    (r"\bo'[ ]+clock\b", "o'clock"),
+)
+_RELEASED_NUMBERS: dict[str, str] = {**{str(n): _ONES[n] for n in range(20)}, "20": "twenty", "23": "twenty-three",
+                                     "none": "zero"}
+_RELEASED_NUMBER_RE = re.compile(r"\b(" + "|".join(sorted(_RELEASED_NUMBERS, key=len, reverse=True)) + r")\b")
+
+
+def normalize_sqa3d_released(text: str) -> str:
+    """The released SQA3D answer normalisation (SPEC.md Parity 3), step by step in its order.
+
+    lower-case; strip; collapse runs of spaces; keep only letters, digits, ``,`` ``'`` whitespace ``-`` ``:``;
+    typo fixes (letf/let -> left, tehre -> there, rigth/rght -> right, behine -> behind, tv -> TV,
+    chai -> chair, wasing -> washing, waslked -> walked, oclock / "o' clock" -> o'clock); whole-word numbers
+    0-20 and 23 to words and none -> zero; one digit glued to the end of a word dropped (no1 -> no);
+    a/an/the dropped before a word; backwards -> backward.
+    """
+    text = re.sub(r" {2,}", " ", text.lower().strip())
+    text = re.sub(r"[^a-zA-Z0-9,'\s\-:]+", "", text)
+    for pattern, fixed in _RELEASED_TYPOS:
+        text = re.sub(pattern, fixed, text)
+    text = _RELEASED_NUMBER_RE.sub(lambda m: _RELEASED_NUMBERS[m.group(1)], text)
+    text = re.sub(r"\b([a-zA-Z]+)[0-9]\b", r"\1", text)
+    for article in ("a", "an", "the"):  # one pass each, in this order: "the a chair" -> "the chair" -> "chair"
+        text = re.sub(rf"\b{article}\b ([a-zA-Z]+)", r"\1", text)
+    return re.sub(r"\bbackwards\b", "backward", text)
+
+
+Normalizer = Callable[[str], str]
+
+
+def exact_match(prediction: str, references: Sequence[str], normalize: bool | Normalizer = False) -> bool:
+    """True when the prediction equals any reference, both normalised by ``normalize`` (a function, or True
+    for :func:`normalize_answer`).
 
     Without normalisation only surrounding whitespace is stripped (the raw ScanQA EM).
     """
     if normalize:
-        target = normalize_answer(prediction)
-        return any(target == normalize_answer(ref) for ref in references)
+        norm = normalize_answer if normalize is True else normalize
+        target = norm(prediction)
+        return any(target == norm(ref) for ref in references)
     target = prediction.strip()
     return any(target == ref.strip() for ref in references)
 
@@ -67,7 +106,7 @@ def exact_match_by_type(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
     types: Sequence[str],
-    normalize: bool = True,
+    normalize: bool | Normalizer = True,
 ) -> tuple[float, dict[str, float]]:
     """Percent EM overall and per type: (overall, {type: EM}) over aligned lists of equal length."""
     if not (len(predictions) == len(references) == len(types)):

@@ -165,18 +165,21 @@ def score_scanqa(records, predictions: PredictionSet, settings: ScoreSettings) -
 
 
 def score_sqa3d(records, predictions: PredictionSet, settings: ScoreSettings) -> EvalResult:
-    """Normalised EM overall and per question type."""
+    """EM after the released normalisation overall and per question type (``em``), plus the EM after our
+    normalisation (``em_vega3d_norm``, overall only)."""
     answers = [predictions.by_id[r["id"]]["answer"] if r["id"] in predictions.by_id else "" for r in records]
     refs = [list(r["answers"]) for r in records]
     types = [r["question_type"] for r in records]
-    overall, per_type = qa.exact_match_by_type(answers, refs, types, normalize=True)
+    released = qa.normalize_sqa3d_released
+    overall, per_type = qa.exact_match_by_type(answers, refs, types, normalize=released)
+    ours = 100.0 * float(np.mean([qa.exact_match(a, ref, normalize=True) for a, ref in zip(answers, refs, strict=True)]))
     order = [t for t in qa.SQA3D_QUESTION_TYPES if t in per_type] + [t for t in per_type if t not in qa.SQA3D_QUESTION_TYPES]
     breakdown = {t: {"em": per_type[t]} for t in order}
     rows = [{"id": r["id"], "question_type": t, "prediction": a, "reference": " | ".join(ref),
-             "em": float(qa.exact_match(a, ref, normalize=True))}
+             "em": float(qa.exact_match(a, ref, normalize=released))}
             for r, a, ref, t in zip(records, answers, refs, types, strict=True)]
-    return EvalResult("sqa3d", {"em": overall, **_summary(records, predictions)}, breakdown, rows,
-                      predictions.problems)
+    return EvalResult("sqa3d", {"em": overall, "em_vega3d_norm": ours, **_summary(records, predictions)}, breakdown,
+                      rows, predictions.problems)
 
 
 SCORERS = {
@@ -217,9 +220,15 @@ def oracle_predictions(task: str, records: Sequence[Mapping[str, Any]]) -> list[
     return [{"id": r["id"], **makers[task](r)} for r in records]
 
 
-def answer_vocabulary(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def answer_normalizer(task: str) -> qa.Normalizer:
+    """The normalisation of a QA task's headline EM: released for SQA3D, ours for ScanQA's em_normalized."""
+    return qa.normalize_sqa3d_released if task == "sqa3d" else qa.normalize_answer
+
+
+def answer_vocabulary(records: Sequence[Mapping[str, Any]], task: str = "scanqa") -> list[str]:
     """Distinct normalised reference answers of a QA split, sorted."""
-    return sorted({qa.normalize_answer(a) for r in records for a in r["answers"]})
+    norm = answer_normalizer(task)
+    return sorted({norm(a) for r in records for a in r["answers"]})
 
 
 def chance_level(
@@ -256,11 +265,12 @@ def chance_level(
             levels.update({f"{key}_empty": empty for key in keys})
         return levels
     if task in ("scanqa", "sqa3d"):
-        vocab = answer_vocabulary(records)
-        uniform = float(np.mean([len({qa.normalize_answer(a) for a in r["answers"]}) / len(vocab) for r in records]))
-        counts = Counter(qa.normalize_answer(r["answers"][0]) for r in records)
+        norm = answer_normalizer(task)
+        vocab = answer_vocabulary(records, task)
+        uniform = float(np.mean([len({norm(a) for a in r["answers"]}) / len(vocab) for r in records]))
+        counts = Counter(norm(r["answers"][0]) for r in records)
         majority = counts.most_common(1)[0][0]
-        majority_em = float(np.mean([qa.exact_match(majority, r["answers"], normalize=True) for r in records]))
+        majority_em = float(np.mean([qa.exact_match(majority, r["answers"], normalize=norm) for r in records]))
         key = "em" if task == "sqa3d" else "em_normalized"
         return {key: 100.0 * uniform, f"{key}_majority": 100.0 * majority_em}
     if task == "scan2cap":

@@ -16,6 +16,10 @@ Resize modes (``GenerativeConfig.crop``):
 * ``center_vertical`` (the original code): resize so the width matches, keeping the aspect ratio, then crop the
   middle ``height`` rows (for a 640x480 frame at 832x480: 832x624 -> rows 72..551). The top and bottom of the
   frame are lost, so the grids no longer align with SigLIP's.
+* ``siglip_square`` (the released VEGA-3D input): the SigLIP frame (the full frame squashed to
+  ``siglip_size`` square with SigLIP's kernel) upsampled bilinearly to ``width x width``, then its middle
+  ``height`` rows (1280x720: 384 -> 1280x1280 -> rows 280..999). The top and bottom of the field of view are
+  lost and the vertical scale differs from SigLIP's.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-CROP_MODES = ("same", "center_vertical")
+CROP_MODES = ("same", "center_vertical", "siglip_square")
 
 
 @dataclass(frozen=True)
@@ -72,16 +76,28 @@ def seeded_noise(
     return torch.stack(noises).to(device)
 
 
-def resize_frames(frames: torch.Tensor, size: tuple[int, int], crop: str = "same") -> torch.Tensor:
+def squash(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The SigLIP kernel (bicubic, antialiased, clamped to [0, 1]) to [V, 3, height, width]."""
+    resized = F.interpolate(frames, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    return resized.clamp(0.0, 1.0)
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int], crop: str = "same", siglip_size: int = 384) -> torch.Tensor:
     """frames [V, 3, H, W] in [0, 1] -> [V, 3, height, width] for ``size = (width, height)`` (module docstring)."""
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
     width, height = size
+    if crop == "siglip_square":
+        if height > width:
+            raise ValueError(f"crop siglip_square needs width >= height, got {width}x{height}")
+        square = F.interpolate(squash(frames, siglip_size, siglip_size), size=(width, width), mode="bilinear",
+                               align_corners=False)  # [V, 3, width, width]
+        top = (width - height) // 2
+        return square[..., top : top + height, :]
     src_h, src_w = frames.shape[-2:]
     scaled_h = height if crop == "same" else max(height, round(src_h * width / src_w))
-    resized = F.interpolate(frames, size=(scaled_h, width), mode="bicubic", align_corners=False, antialias=True)
     top = (scaled_h - height) // 2
-    return resized[..., top : top + height, :].clamp(0.0, 1.0)
+    return squash(frames, scaled_h, width)[..., top : top + height, :]
 
 
 def pool_to_grid(features: torch.Tensor, grid: int) -> torch.Tensor:
@@ -156,10 +172,11 @@ class GenerativeEncoder(abc.ABC):
     channels: int
     normalization: Normalization
 
-    def __init__(self, grid: int, resolution: tuple[int, int], crop: str, device: torch.device | str) -> None:
+    def __init__(self, grid: int, resolution: tuple[int, int], crop: str, device: torch.device | str,
+                 siglip_size: int = 384) -> None:
         self.grid = int(grid)
         self.resolution = (int(resolution[0]), int(resolution[1]))
-        self.crop = crop
+        self.crop, self.siglip_size = crop, int(siglip_size)
         self.device = torch.device(device)
 
     @abc.abstractmethod
@@ -174,7 +191,7 @@ class GenerativeEncoder(abc.ABC):
         """frames [V, 3, H, W] in [0, 1] -> normalised [V, 3, height, width] on the encoder device."""
         check_frames(frames)
         frames = frames.to(self.device, torch.float32)
-        return self.normalization.apply(resize_frames(frames, self.resolution, self.crop))
+        return self.normalization.apply(resize_frames(frames, self.resolution, self.crop, self.siglip_size))
 
     def encode(self, frames: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> torch.Tensor:
         """frames [V, 3, H, W] float in [0, 1] -> features [V, C, grid, grid] float32 on the encoder device."""

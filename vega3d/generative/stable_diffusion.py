@@ -13,6 +13,10 @@
   scaled-linear training schedule); x = z + sigma eps, the UNet gets c_in x with c_in = 1 / sqrt(sigma^2 + 1)
   and the continuous timestep c_noise = 0.25 ln(sigma), as diffusers' EulerDiscreteScheduler feeds it.
   Feature = the input of ``unet.mid_block`` (1280 channels).
+  ``svd_mode = released`` (SPEC.md Parity 10): the release's "nearest t = 250" lookup on the continuous
+  schedule lands on the scheduler's ``sigma_max`` (700); latents are the VAE means without the scaling
+  factor; each frame is conditioned on its own (noise-augmented) latent, the CLIP embedding staying the
+  chunk's first frame's.
 """
 
 from __future__ import annotations
@@ -53,17 +57,17 @@ class _SDBase(GenerativeEncoder):
 
     def __init__(self, vae: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
                  weights_id: str, resolution: tuple[int, int]) -> None:
-        super().__init__(grid, resolution, cfg.crop, device)
+        super().__init__(grid, resolution, cfg.crop, device, cfg.siglip_size)
         self.vae, self.seed, self._weights_id = vae, cfg.seed, weights_id
         self.dtype = next(vae.parameters()).dtype
 
     def fingerprint(self) -> str:
         return self._weights_id
 
-    def latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [V, 3, H, W] in [-1, 1] -> scaled latent means [V, 4, H/8, W/8] float32."""
-        means = [self.vae.encode(c.to(self.dtype)).latent_dist.mean.float() for c in pixels.split(SVD_CHUNK)]
-        return torch.cat(means) * self.vae.config.scaling_factor
+    def latents(self, pixels: torch.Tensor, scaled: bool = True) -> torch.Tensor:
+        """pixels [V, 3, H, W] in [-1, 1] -> latent means [V, 4, H/8, W/8] float32 (x scaling factor if ``scaled``)."""
+        means = torch.cat([self.vae.encode(c.to(self.dtype)).latent_dist.mean.float() for c in pixels.split(SVD_CHUNK)])
+        return means * self.vae.config.scaling_factor if scaled else means
 
 
 class SDVAEEncoder(_SDBase):
@@ -114,6 +118,7 @@ class SVDEncoder(_SDBase):
                  cfg: GenerativeConfig, grid: int, device: torch.device | str, weights_id: str) -> None:
         super().__init__(vae, cfg, grid, device, weights_id, cfg.resolution)
         self.unet, self.image_encoder, self.sigma = unet, image_encoder, sigma
+        self.released = cfg.svd_mode == "released"
         self.channels = unet.config.block_out_channels[-1]
 
     def image_embedding(self, pixel: torch.Tensor) -> torch.Tensor:
@@ -127,9 +132,11 @@ class SVDEncoder(_SDBase):
         """One chunk [F, 3, H, W] -> [F, 1280, h', w']."""
         count = pixels.shape[0]
         first = pixels[:1]
-        aug = seeded_noise(first.shape[1:], f"{scene}#svd-cond", frame_ids[:1], self.seed, self.device)
-        cond = self.vae.encode((first + SVD_NOISE_AUG * aug).to(self.dtype)).latent_dist.mode().float()
-        z = self.latents(pixels)  # [F, 4, h, w]
+        conditioning = pixels if self.released else first  # released: every frame its own conditioning image
+        aug = seeded_noise(first.shape[1:], f"{scene}#svd-cond", frame_ids[: conditioning.shape[0]], self.seed,
+                           self.device)
+        cond = self.vae.encode((conditioning + SVD_NOISE_AUG * aug).to(self.dtype)).latent_dist.mode().float()
+        z = self.latents(pixels, scaled=not self.released)  # [F, 4, h, w]
         noise = seeded_noise(z.shape[1:], scene, frame_ids, self.seed, z.device)
         scaled = (z + self.sigma * noise) / math.sqrt(self.sigma**2 + 1.0)
         sample = torch.cat([scaled, cond.expand(count, -1, -1, -1)], dim=1).unsqueeze(0)  # [1, F, 8, h, w]
@@ -175,8 +182,12 @@ def build_stable_diffusion(cfg: GenerativeConfig, grid: int, device: torch.devic
         unet = load(SVDUNet, folder, "unet", device)
         vae = load(AutoencoderKLTemporalDecoder, folder, "vae", device)
         image_encoder = ckpt.load_transformers_model(CLIPVisionModelWithProjection, folder / "image_encoder", device)
-        abar = alpha_bar(folder, cfg.timestep)
-        sigma = math.sqrt((1.0 - abar) / abar)
+        if cfg.svd_mode == "released":
+            sigma = float(ckpt.read_json_file(folder / "scheduler" / "scheduler_config.json",
+                                              "the SVD scheduler config (sigma_max)")["sigma_max"])
+        else:
+            abar = alpha_bar(folder, cfg.timestep)
+            sigma = math.sqrt((1.0 - abar) / abar)
         return SVDEncoder(unet, vae, image_encoder, sigma, cfg, grid, device, weights_id)
     vae = load(AutoencoderKL, folder, "vae", device)
     if cfg.backbone == "vae":

@@ -7,6 +7,8 @@
   frame is resized so its short side is 256 and centre-cropped to 224 (the model's own "224 crop"
   preprocessing); an odd V repeats the last frame. Tubelets of 2 frames give [V/2, 14, 14, 1408] tokens,
   each repeated for its 2 frames -> [V, 1408, 14, 14] (16 -> 32 for the paper's 32 frames).
+  ``vjepa2_input = released`` (SPEC.md Parity 10): the full frame squashed to 384x384 (24x24 patches), and
+  the V/2 tubelet grids mapped to V frames by ``int(linspace(0, V/2 - 1, V))`` (16 -> 32: 0,0,0,1,1,2,...).
 Both use ImageNet mean/std.
 """
 
@@ -20,11 +22,12 @@ import torch.nn.functional as F
 
 from vega3d.config import GenerativeConfig
 from vega3d.generative import weights as ckpt
-from vega3d.generative.base import IMAGENET, GenerativeEncoder, check_frames
+from vega3d.generative.base import IMAGENET, GenerativeEncoder, check_frames, squash
 
 RESOLUTION = (224, 224)
 SHIPPED = {"dinov3": "vit_large_patch16_dinov3", "vjepa2": "vjepa2-vitg-fpc64-384-ssv2"}
 VJEPA2_SHORT_SIDE = 256
+VJEPA2_RELEASED_SIZE = 384
 
 
 class _VisionBase(GenerativeEncoder):
@@ -32,7 +35,7 @@ class _VisionBase(GenerativeEncoder):
 
     def __init__(self, model: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
                  weights_id: str) -> None:
-        super().__init__(grid, RESOLUTION, cfg.crop, device)
+        super().__init__(grid, RESOLUTION, cfg.crop, device, cfg.siglip_size)
         self.model, self._weights_id = model, weights_id
         self.channels = model.config.hidden_size
         self.patch = model.config.patch_size
@@ -41,9 +44,9 @@ class _VisionBase(GenerativeEncoder):
     def fingerprint(self) -> str:
         return self._weights_id
 
-    def tokens_to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[N, h*w, D] -> [N, D, h, w] for the 224x224 patch grid."""
-        side = RESOLUTION[1] // self.patch
+    def tokens_to_grid(self, tokens: torch.Tensor, size: int = RESOLUTION[1]) -> torch.Tensor:
+        """[N, h*w, D] -> [N, D, h, w] for the patch grid of a size x size input."""
+        side = size // self.patch
         return tokens.unflatten(1, (side, side)).permute(0, 3, 1, 2)
 
 
@@ -63,10 +66,18 @@ class VJEPA2Encoder(_VisionBase):
 
     encoder_id = "vjepa2"
 
+    def __init__(self, model: torch.nn.Module, cfg: GenerativeConfig, grid: int, device: torch.device | str,
+                 weights_id: str) -> None:
+        super().__init__(model, cfg, grid, device, weights_id)
+        self.released = cfg.vjepa2_input == "released"
+
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """Short side -> 256, centre crop 224, ImageNet normalisation: [V, 3, 224, 224]."""
+        """Short side -> 256, centre crop 224, ImageNet normalisation: [V, 3, 224, 224] (released: the frame
+        squashed to [V, 3, 384, 384])."""
         check_frames(frames)
         frames = frames.to(self.device, torch.float32)
+        if self.released:
+            return self.normalization.apply(squash(frames, VJEPA2_RELEASED_SIZE, VJEPA2_RELEASED_SIZE))
         height, width = frames.shape[-2:]
         scale = VJEPA2_SHORT_SIDE / min(height, width)
         size = (max(RESOLUTION[1], round(height * scale)), max(RESOLUTION[0], round(width * scale)))
@@ -79,8 +90,11 @@ class VJEPA2Encoder(_VisionBase):
         tubelet = self.model.config.tubelet_size
         padded = torch.cat([pixels, pixels[-1:].expand((-count) % tubelet, -1, -1, -1)])  # [T, 3, 224, 224]
         tokens = self.model.get_vision_features(padded.unsqueeze(0).to(self.dtype))  # [1, T/2 * 196, D]
-        per_tubelet = tokens[0].unflatten(0, (padded.shape[0] // tubelet, -1))  # [T/2, 196, D]
-        grid = self.tokens_to_grid(per_tubelet)  # [T/2, D, 14, 14]
+        per_tubelet = tokens[0].unflatten(0, (padded.shape[0] // tubelet, -1))  # [T/2, h*w, D]
+        grid = self.tokens_to_grid(per_tubelet, pixels.shape[-1])  # [T/2, D, h, w]
+        if self.released:
+            index = torch.linspace(0, grid.shape[0] - 1, count, device=grid.device).long()
+            return grid[index]  # [V, D, 24, 24]
         return grid.repeat_interleave(tubelet, dim=0)[:count]  # [V, D, 14, 14]
 
 

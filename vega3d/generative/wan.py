@@ -21,7 +21,9 @@ WanVACEPipeline with a control video and no mask (mask = 1), each frame's contex
 [inactive = VAE(0), reactive = VAE(frame)] (32 channels) plus the 64-channel pixel-unshuffled mask, with the
 reference (the first frame of the frame list) prepended as one more latent frame ([VAE(ref), 0] and a zero
 mask). The noisy latent holds the noised reference and the noised frame; features are read at the frame's
-latent slot (the pipeline drops the reference slot the same way).
+latent slot (the pipeline drops the reference slot the same way). ``vace_layout = released`` (SPEC.md
+Parity 10): the noisy latent holds the noised frame only, zero-padded at the end to the two-slot context,
+and the features are read at slot 1 (the padding's tokens, which see the frame through attention).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class WanEncoder(GenerativeEncoder):
         device: torch.device | str,
         weights_id: str,
     ) -> None:
-        super().__init__(grid, cfg.resolution, cfg.crop, device)
+        super().__init__(grid, cfg.resolution, cfg.crop, device, cfg.siglip_size)
         self.encoder_id = encoder_id
         self.transformer, self.vae = transformer, vae
         self.block, self.early_exit, self.seed = cfg.block, cfg.early_exit, cfg.seed
@@ -156,8 +158,13 @@ class WanEncoder(GenerativeEncoder):
 class WanVACEEncoder(WanEncoder):
     """Wan2.1 VACE: the first frame of the list is the reference image of every frame (context_scale 1.0)."""
 
+    def __init__(self, encoder_id: str, transformer: torch.nn.Module, vae: torch.nn.Module, text_embedding: torch.Tensor,
+                 cfg: GenerativeConfig, grid: int, device: torch.device | str, weights_id: str) -> None:
+        super().__init__(encoder_id, transformer, vae, text_embedding, cfg, grid, device, weights_id)
+        self.released_layout = cfg.vace_layout == "released"
+
     def feature_slot(self) -> int:
-        return 1  # slot 0 is the reference image
+        return 1  # ours: slot 0 is the reference image; released: slot 1 is the padding after the frame
 
     def dit_inputs(self, pixels: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> dict[str, torch.Tensor]:
         count = pixels.shape[0]
@@ -176,9 +183,13 @@ class WanVACEEncoder(WanEncoder):
             [torch.cat([context_ref, torch.zeros_like(mask)], dim=1), torch.cat([context_frame, mask], dim=1)],
             dim=2,
         )  # [V, 96, 2, h, w]
-        latents = torch.cat([reference, frame], dim=2)  # [V, 16, 2, h, w]
+        if self.released_layout:
+            noisy = self.noised(frame, scene, frame_ids)
+            noisy = torch.cat([noisy, torch.zeros_like(noisy)], dim=2)  # [V, 16, 2, h, w]: frame, padding
+        else:
+            noisy = self.noised(torch.cat([reference, frame], dim=2), scene, frame_ids)  # [V, 16, 2, h, w]
         return {
-            "hidden_states": self.noised(latents, scene, frame_ids).to(self.dtype),
+            "hidden_states": noisy.to(self.dtype),
             "timestep": torch.full((count,), self.timestep, device=self.device),
             "encoder_hidden_states": self.text.expand(count, -1, -1),
             "control_hidden_states": context.to(self.dtype),

@@ -38,7 +38,8 @@ WAN_ORIGINAL_VAE = "Wan2.1_VAE.pth"
 WAN_ORIGINAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
 WAN_ORIGINAL_TOKENIZER = "google/umt5-xxl"
 
-# (model_type of the original config.json, dim) -> shipped diffusers config folder under vega3d/assets.
+# (kind of the original config.json: "vace" when it has vace_layers, else "t2v"; dim) -> shipped diffusers
+# config folder under vega3d/assets. Not model_type: third-party copies of VACE write "t2v" there.
 WAN_SHIPPED_CONFIGS = {("t2v", 1536): "Wan2.1-T2V-1.3B", ("vace", 1536): "Wan2.1-VACE-1.3B"}
 # original config.json key -> diffusers transformer config key (dim is checked as heads x head_dim).
 WAN_ORIGINAL_CONFIG_KEYS = {
@@ -220,17 +221,18 @@ def wan_config_dir(folder: Path, variant: str, config_dir: str | Path | None) ->
     """The diffusers config folder for a Wan checkpoint (its own folder in the diffusers layout).
 
     For the original layout: ``config_dir`` if given, else the shipped config matching the original
-    ``config.json``; the original config must agree with it (dim, heads, layers, ffn, channels).
+    ``config.json`` (VACE when it lists ``vace_layers``, whatever its ``model_type`` says); the original
+    config must agree with it (dim, heads, layers, ffn, channels).
     """
     if wan_layout(folder) == "diffusers":
         return folder
     original = read_json_file(folder / "config.json", "the original Wan config (dim, num_layers, ...)")
-    model_type = original.get("model_type", variant)
+    kind = "vace" if "vace_layers" in original else "t2v"
     if config_dir is None:
-        key = (model_type, int(original.get("dim", -1)))
+        key = (kind, int(original.get("dim", -1)))
         if key not in WAN_SHIPPED_CONFIGS:
             raise CheckpointError(
-                f"{folder / 'config.json'}: no shipped diffusers config for model_type={key[0]!r} dim={key[1]}; "
+                f"{folder / 'config.json'}: no shipped diffusers config for a {key[0].upper()} model of dim={key[1]}; "
                 f"pass generative.config_dir=<folder with transformer/ vae/ text_encoder/ config.json files>"
             )
         config_dir = assets_dir(WAN_SHIPPED_CONFIGS[key])

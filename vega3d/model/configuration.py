@@ -41,6 +41,7 @@ class Vega3DConfigHF(PreTrainedConfig):
     image_token_id: int | None = None
     ground_token_id: int | None = None
     coord_token_id: int | None = None
+    im_end_token_id: int | None = None  # ends the instruction the context fusions pool
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 
@@ -119,6 +120,7 @@ def build_hf_config(
         image_token_id=token_ids.get("image"),
         ground_token_id=token_ids.get("ground"),
         coord_token_id=token_ids.get("coord"),
+        im_end_token_id=token_ids.get("im_end"),
         tie_word_embeddings=model_cfg.llm.tie_word_embeddings,
     )
     attn = model_cfg.attn_implementation

@@ -23,7 +23,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
 from vega3d.model.configuration import Vega3DConfigHF
-from vega3d.model.fusion import WeightedFusion, build_fusion, frames_multiplier
+from vega3d.model.fusion import WeightedFusion, build_fusion, frames_multiplier, uses_context
 from vega3d.model.grounding import InfoNCEGroundHead, infonce_loss, object_features
 from vega3d.model.position_encoding import Sin3DPositionEncoding, encode_positions
 
@@ -88,8 +88,8 @@ class Vega3DPreTrainedModel(PreTrainedModel):
                 bound = first_layer.in_features**-0.5
                 init.uniform_(first_layer.bias, -bound, bound)
         elif isinstance(module, WeightedFusion):
-            init.constant_(module.alpha, 1.0)
-            init.constant_(module.beta, 0.5)
+            init.constant_(module.w_sem, 0.5)
+            init.constant_(module.w_gen, 0.5)
 
 
 class Vega3DModel(Vega3DPreTrainedModel):
@@ -103,7 +103,7 @@ class Vega3DModel(Vega3DPreTrainedModel):
         self.mm_projector = mlp2x_gelu(vision.hidden_size, dim)
         if config.generative_channels > 0:
             self.generative_projector = mlp2x_gelu(config.generative_channels, dim)
-            self.fusion = build_fusion(config.fusion, dim, config.text_config.num_attention_heads)
+            self.fusion = build_fusion(config.fusion, dim)
         else:
             self.generative_projector = None
             self.fusion = None
@@ -145,8 +145,26 @@ class Vega3DModel(Vega3DPreTrainedModel):
         pooled = F.interpolate(grid, size=(g, g), mode="bilinear", align_corners=False)  # [N, d, g, g]
         return pooled.permute(0, 2, 3, 1)
 
-    def fuse(self, semantic: torch.Tensor, generative: torch.Tensor | None) -> torch.Tensor:
-        """semantic [V, g, g, d], generative [V, C, g, g] | None -> [V', g, g, d]."""
+    def instruction_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Per sample the mean input embedding [d] of its instruction: the tokens after ``<image>`` up to the
+        first ``<|im_end|>`` after it (the end of the sequence when there is none)."""
+        if self.config.im_end_token_id is None:
+            raise ValueError(f"fusion {self.config.fusion!r} needs config.im_end_token_id: add the special tokens "
+                             "with vega3d.model.tokenizer.add_special_tokens(tokenizer, model)")
+        contexts = []
+        for ids, keep in zip(input_ids, attention_mask.bool(), strict=True):
+            ids = ids[keep]
+            start = int((ids == self.config.image_token_id).nonzero().flatten()[0]) + 1
+            ends = (ids[start:] == self.config.im_end_token_id).nonzero().flatten()
+            end = start + int(ends[0]) if ends.numel() else ids.shape[0]
+            if end <= start:
+                raise ValueError("the instruction after <image> is empty: the context fusions need its tokens")
+            contexts.append(self.get_input_embeddings()(ids[start:end]).mean(dim=0))
+        return contexts
+
+    def fuse(self, semantic: torch.Tensor, generative: torch.Tensor | None,
+             context: torch.Tensor | None = None) -> torch.Tensor:
+        """semantic [V, g, g, d], generative [V, C, g, g] | None (, instruction context [d]) -> [V', g, g, d]."""
         if self.generative_projector is None:
             if generative is not None:
                 raise ValueError("generative_features given but the model has no generative branch "
@@ -158,6 +176,10 @@ class Vega3DModel(Vega3DPreTrainedModel):
         if tuple(generative.shape) != expected:
             raise ValueError(f"generative_features must be {list(expected)}, got {list(generative.shape)}")
         gen = self.generative_projector(generative.permute(0, 2, 3, 1).to(semantic.dtype))  # [V, g, g, d]
+        if uses_context(self.fusion):
+            if context is None:
+                raise ValueError(f"fusion {self.config.fusion!r} needs the instruction context")
+            return self.fusion(semantic, gen, context)
         return self.fusion(semantic, gen)
 
     def visual_tokens(
@@ -166,13 +188,18 @@ class Vega3DModel(Vega3DPreTrainedModel):
         world_coords: torch.Tensor,
         coord_valid: torch.Tensor,
         generative: torch.Tensor | None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One sample: E [V, P*P, d], world [V, S, S, 3], valid [V, S, S], gen [V, C, g, g] -> [V' g (g+1), d]."""
-        fused = self.fuse(self.pool(patch_features), generative)  # [V', g, g, d]
+        """One sample: E [V, P*P, d], world [V, S, S, 3], valid [V, S, S], gen [V, C, g, g] -> [V' g (g+1), d].
+
+        The 3D position goes onto the first V frames: all of them, except for ``none`` whose appended
+        generative frames get none (as released)."""
+        fused = self.fuse(self.pool(patch_features), generative, context)  # [V', g, g, d]
         if self.position_encoding is not None:
             pos = self.position_encoding(world_coords, coord_valid)  # [V, g, g, d] fp32
-            repeat = fused.shape[0] // pos.shape[0]
-            fused = fused + pos.repeat(repeat, 1, 1, 1).to(fused.dtype)
+            pos = pos.to(fused.dtype)
+            fused = fused + pos if fused.shape[0] == pos.shape[0] else torch.cat([fused[: pos.shape[0]] + pos,
+                                                                                  fused[pos.shape[0]:]])
         frames, g, _, dim = fused.shape
         newline = self.image_newline.to(fused.dtype).expand(frames, g, 1, dim)
         return torch.cat([fused, newline], dim=2).reshape(frames * g * (g + 1), dim)
@@ -249,6 +276,7 @@ class Vega3DModel(Vega3DPreTrainedModel):
         world_coords: list[torch.Tensor],
         coord_valid: list[torch.Tensor],
         generative_features: list[torch.Tensor] | None,
+        contexts: list[torch.Tensor] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """-> (visual tokens per sample [T_i, d], E per sample [V_i, P*P, d]); one tower call for all frames."""
         counts = [p.shape[0] for p in pixel_values]
@@ -260,7 +288,8 @@ class Vega3DModel(Vega3DPreTrainedModel):
         visual = []
         for i, feats in enumerate(patch_features):
             gen = generative_features[i] if generative_features is not None else None
-            visual.append(self.visual_tokens(feats, world_coords[i], coord_valid[i], gen))
+            context = contexts[i] if contexts is not None else None
+            visual.append(self.visual_tokens(feats, world_coords[i], coord_valid[i], gen, context))
         return visual, list(patch_features)
 
     # ----------------------------------------------------------------- forward
@@ -290,7 +319,9 @@ class Vega3DModel(Vega3DPreTrainedModel):
             raise ValueError("pixel_values, world_coords and coord_valid are required (one tensor per sample)")
         batch = input_ids.shape[0]
         grounding = [proposals is not None and proposals[i] is not None for i in range(batch)]
-        visual, patch_features = self._visual_batch(pixel_values, world_coords, coord_valid, generative_features)
+        contexts = self.instruction_context(input_ids, attention_mask) if uses_context(self.fusion) else None
+        visual, patch_features = self._visual_batch(pixel_values, world_coords, coord_valid, generative_features,
+                                                    contexts)
         seq = self._build_sequence(input_ids, attention_mask, labels, visual, coord_boxes, grounding)
         out = self.language_model.model(
             inputs_embeds=seq.embeds, attention_mask=seq.attention_mask, position_ids=seq.position_ids,
@@ -365,7 +396,8 @@ class Vega3DModel(Vega3DPreTrainedModel):
         eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id),
                            device=input_ids.device)
         batch = input_ids.shape[0]
-        visual, _ = self._visual_batch(pixel_values, world_coords, coord_valid, generative_features)
+        contexts = self.instruction_context(input_ids, attention_mask) if uses_context(self.fusion) else None
+        visual, _ = self._visual_batch(pixel_values, world_coords, coord_valid, generative_features, contexts)
         seq = self._build_sequence(input_ids, attention_mask, None, visual, coord_boxes, [False] * batch)
         model, head = self.language_model.model, self.language_model.lm_head
         cache = DynamicCache(config=self.config.text_config)

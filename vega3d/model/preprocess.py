@@ -63,9 +63,12 @@ def preprocess_frames(
     return {"pixel_values": pixel_values, "world_coords": world_coords, "coord_valid": coord_valid}
 
 
-def preprocess_scene(frames: SceneFrames, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """SceneFrames -> model inputs: back-projects the depth to aligned world coordinates, then resizes."""
+def preprocess_scene(frames: SceneFrames, model_cfg: ModelConfig, mask_invalid_depth: bool = True) -> dict[str, torch.Tensor]:
+    """SceneFrames -> model inputs: back-projects the depth to aligned world coordinates, then resizes.
+
+    ``mask_invalid_depth`` False (released) keeps depth-0 pixels, back-projected onto the camera centre."""
     from vega3d.data.geometry import world_coordinates
 
-    world, valid = world_coordinates(frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align)
+    world, valid = world_coordinates(frames.depth, frames.depth_intrinsic, frames.cam2world, frames.axis_align,
+                                     mask_invalid_depth)
     return preprocess_frames(frames.rgb, world, valid, model_cfg)

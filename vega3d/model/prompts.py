@@ -4,8 +4,11 @@
     <|im_start|>user\n<image>\n[spatial instruction\n]{prompt}<|im_end|>\n
     <|im_start|>assistant\n{answer}<|im_end|>\n
 
-Only the assistant answers and their ``<|im_end|>`` are trained (labels elsewhere = -100). The
-spatial instruction is added after ``<image>`` by this builder, never stored in the records.
+Trained tokens (labels elsewhere = -100), ``model.loss_tokens``:
+- ``answer_only`` (ours): the assistant answers and their ``<|im_end|>``;
+- ``released`` (SPEC.md Parity 6): every assistant turn whole, ``<|im_start|>assistant\n{answer}<|im_end|>\n``,
+  plus every ``\n`` token, ``<|im_start|>`` and ``<|im_end|>`` anywhere in the sequence (system and user turns).
+The spatial instruction is added after ``<image>`` by this builder, never stored in the records.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ SPATIAL_INSTRUCTION = (
 )
 GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 Mode = Literal["train", "generate", "ground"]
+LossTokens = Literal["released", "answer_only"]
 
 
 @dataclass
@@ -68,15 +72,25 @@ def _turns(record: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def released_unmasked_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Ids the released loss trains wherever they occur: ``<|im_start|>``, ``<|im_end|>`` and the "\n" token."""
+    newline = tokenizer("\n", add_special_tokens=False).input_ids
+    if len(newline) != 1:
+        raise ValueError(f"the tokenizer splits '\\n' into {len(newline)} tokens; the released loss mask needs one")
+    return {tokenizer.convert_tokens_to_ids(QWEN_IM_START), tokenizer.convert_tokens_to_ids(QWEN_IM_END), newline[0]}
+
+
 def encode_record(
-    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool
+    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool,
+    loss_tokens: LossTokens = "answer_only",
 ) -> EncodedPrompt:
     """Record -> token ids and labels.
 
-    ``train``: every turn with its answer (answers + <|im_end|> trained); ``generate``: the first
-    question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
+    ``train``: every turn with its answer, labels by ``loss_tokens`` (module docstring); ``generate``: the
+    first question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
     the grounding head, for evaluation of ScanRefer / Multi3DRefer).
     """
+    released = loss_tokens == "released"
     pairs = _turns(record)
     if mode != "train":
         pairs = pairs[:1]
@@ -84,9 +98,10 @@ def encode_record(
     for index, (human, answer) in enumerate(pairs):
         if index == 0 and spatial_instruction:
             human = add_spatial_instruction(human)
-        pieces.append((f"{QWEN_IM_START}user\n{human}{QWEN_IM_END}\n{QWEN_IM_START}assistant\n", False))
+        pieces.append((f"{QWEN_IM_START}user\n{human}{QWEN_IM_END}\n", False))
+        pieces.append((f"{QWEN_IM_START}assistant\n", mode == "train" and released))
         if mode == "train":
-            pieces += [(f"{answer}{QWEN_IM_END}", True), ("\n", False)]
+            pieces += [(f"{answer}{QWEN_IM_END}", True), ("\n", released)]
     if mode == "ground":
         pieces.append((GROUND_TOKEN, False))
     input_ids: list[int] = []
@@ -95,6 +110,9 @@ def encode_record(
         ids = tokenizer(text, add_special_tokens=False).input_ids
         input_ids += ids
         labels += ids if trained else [IGNORE_INDEX] * len(ids)
+    if mode == "train" and released:
+        unmasked = released_unmasked_ids(tokenizer)
+        labels = [t if t in unmasked else label for t, label in zip(input_ids, labels, strict=True)]
     return EncodedPrompt(input_ids, labels, "".join(text for text, _ in pieces))
 
 

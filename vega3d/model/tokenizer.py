@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vega3d.model.configuration import QWEN_PAD_TOKEN
+from vega3d.model.configuration import QWEN_IM_END, QWEN_PAD_TOKEN
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -78,4 +78,6 @@ def add_special_tokens(tokenizer: PreTrainedTokenizerBase, model: Vega3DModel) -
     model.config.image_token_id = ids["image"]
     model.config.ground_token_id = ids["ground"]
     model.config.coord_token_id = ids["coord"]
+    if QWEN_IM_END in tokenizer.get_vocab():
+        ids["im_end"] = model.config.im_end_token_id = tokenizer.convert_tokens_to_ids(QWEN_IM_END)
     return ids

@@ -394,6 +394,12 @@ def write_scene(layout: DataLayout, truth: SceneTruth, cfg: SyntheticConfig, see
     return embodiedscan.scene_info(scene, frame_ids, poses_raw, axis_align, intrinsic, intrinsic)
 
 
+def write_label_map(layout: DataLayout) -> None:
+    """ScanNet's ``scannetv2-labels.combined.tsv`` (its leading columns) for the synthetic labels."""
+    rows = [f"{k + 1}\t{label}\t{label}\t{cat.nyu40_id}\t{label}\n" for k, (label, cat) in enumerate(CATEGORIES.items())]
+    write_text(str(layout.label_map_path()), "id\traw_category\tcategory\tnyu40id\tnyu40class\n" + "".join(rows))
+
+
 def synthesize_scenes(root: str | Path, cfg: SyntheticConfig) -> list[SceneTruth]:
     """Write a whole synthetic data root (scenes, split lists, EmbodiedScan infos, truth); returns the truth."""
     layout = DataLayout(root)
@@ -408,6 +414,7 @@ def synthesize_scenes(root: str | Path, cfg: SyntheticConfig) -> list[SceneTruth
     for split in SPLITS:
         write_text(str(layout.split_file_path(split)), "".join(f"{s}\n" for s in names[split]))
         embodiedscan.write_infos(layout.embodiedscan_info_path(split), infos[split])
+    write_label_map(layout)
     write_json(str(truth_path(root)), [asdict(t) for t in truths], indent=1)
     logger.info("synthesised %d scenes under %s", len(truths), root)
     return truths

@@ -224,6 +224,8 @@ def write_tiny_wan(
         "num_layers": num_layers,
         "text_len": 512,
         "eps": 1e-6,
+        **({"vace_layers": list(dit_config["vace_layers"]), "vace_in_dim": dit_config["vace_in_channels"]}
+           if variant == "vace" else {}),
     })
     return folder, original
 

@@ -113,7 +113,7 @@ class Vega3DDataset(torch.utils.data.Dataset):
             self._cache.move_to_end(key)
             return self._cache[key]
         frames = load_scene_frames(self.layout, scene, frame_ids)
-        inputs = preprocess_scene(frames, self.cfg.model)
+        inputs = preprocess_scene(frames, self.cfg.model, self.cfg.data.mask_invalid_depth)
         inputs["rgb"] = torch.from_numpy(frames.rgb).permute(0, 3, 1, 2).float().div_(255.0)  # [V, 3, H, W]
         if self.scene_cache:
             self._cache[key] = inputs
@@ -135,7 +135,7 @@ class Vega3DDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        encoded = encode_record(self.tokenizer, record, "train", self.spatial)
+        encoded = encode_record(self.tokenizer, record, "train", self.spatial, self.cfg.model.loss_tokens)
         sample: dict[str, Any] = {
             "id": record["id"],
             "task": record["task"],

@@ -5,7 +5,8 @@ consumes ``step_size = micro_batch x accumulation x world_size`` samples. Per ep
 
 1. shuffle each group's indices with a generator seeded by (seed, epoch);
 2. pad each group to a multiple of ``step_size`` by cycling its own shuffled indices (no sample is dropped,
-   as in ``DistributedSampler``), and cut it into steps;
+   as in ``DistributedSampler``), and cut it into steps; with ``drop_last`` (the released recipe, SPEC.md
+   Parity 11) each group's last incomplete step is dropped instead;
 3. shuffle the order of all steps with the same generator.
 
 Within a step, rank ``r`` takes the contiguous slice ``[r*b*a, (r+1)*b*a)``, i.e. micro-batches
@@ -49,6 +50,7 @@ class TaskGroupedSampler(Sampler[int]):
         world_size: int = 1,
         rank: int = 0,
         seed: int = 0,
+        drop_last: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
@@ -60,8 +62,12 @@ class TaskGroupedSampler(Sampler[int]):
         self.world_size = world_size
         self.rank = rank
         self.seed = seed
+        self.drop_last = drop_last
         self.epoch = 0
         self.start_step = 0
+        if self.steps_per_epoch() == 0:
+            raise ValueError(f"every task group has fewer samples than one optimiser step ({self.step_size}); "
+                             "with train.last_step=drop nothing would be trained: use train.last_step=pad")
 
     @property
     def step_size(self) -> int:
@@ -84,7 +90,7 @@ class TaskGroupedSampler(Sampler[int]):
             if group not in members:
                 continue
             order = np.asarray(members[group])[rng.permutation(len(members[group]))]
-            num_steps = -(-len(order) // self.step_size)
+            num_steps = self._group_steps(len(order))
             padded = np.resize(order, num_steps * self.step_size)  # cycles the shuffled order
             steps.extend((group, padded[i * self.step_size : (i + 1) * self.step_size].tolist()) for i in range(num_steps))
         return [steps[i] for i in rng.permutation(len(steps))]
@@ -94,7 +100,11 @@ class TaskGroupedSampler(Sampler[int]):
         counts: dict[str, int] = {}
         for group in self.groups:
             counts[group] = counts.get(group, 0) + 1
-        return sum(-(-n // self.step_size) for n in counts.values())
+        return sum(self._group_steps(n) for n in counts.values())
+
+    def _group_steps(self, samples: int) -> int:
+        """Optimiser steps of a group of ``samples``: the last incomplete one padded, or dropped."""
+        return samples // self.step_size if self.drop_last else -(-samples // self.step_size)
 
     def set_position(self, epoch: int, step: int = 0) -> None:
         """Start the next iteration at optimiser step ``step`` of ``epoch`` (resume)."""

@@ -211,7 +211,7 @@ class Trainer:
         self._init_distributed()
         sampler = TaskGroupedSampler(
             self.tasks, train.per_device_batch_size, train.gradient_accumulation_steps,
-            self.world_size, self.rank, train.seed,
+            self.world_size, self.rank, train.seed, drop_last=train.last_step == "drop",
         )
         steps_per_epoch = sampler.steps_per_epoch()
         total_steps = train.max_steps if train.max_steps > 0 else math.ceil(train.epochs * steps_per_epoch)
