@@ -1,0 +1,21 @@
+"""Read back what a viewer file embeds (the page decodes the same blocks with DecompressionStream)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from typing import Any
+
+
+def embedded_block(html: str, block_id: str) -> bytes:
+    """The gunzipped bytes of ``<script type="text/plain" id="...">`` in a viewer file."""
+    match = re.search(rf'<script type="text/plain" id="{block_id}">([^<]*)</script>', html)
+    assert match, f"no {block_id} block"
+    return gzip.decompress(base64.b64decode(match.group(1)))
+
+
+def embedded_data(html: str) -> dict[str, Any]:
+    """The viewer's records JSON."""
+    return json.loads(embedded_block(html, "data-gz"))

@@ -1,0 +1,46 @@
+"""``vega3d view`` (the evaluation viewer) and ``vega3d visualize features`` (generative-feature pictures)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vega3d.cli_options import PresetOption, SetOption, config_from_options
+
+visualize_app = typer.Typer(help="Pictures of generative features.", no_args_is_help=True)
+
+
+def view_command(
+    preset: PresetOption = "tiny",
+    overrides: SetOption = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Prepared data root (default: data.root).")] = None,
+    eval_uri: Annotated[str | None, typer.Option(
+        "--eval", help="Evaluation output holding <task>/predictions.jsonl (default: eval.output_uri).")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", help="HTML file (path or s3://) to write (default: <eval>/viewer.html).")] = None,
+    max_records: Annotated[int | None, typer.Option(
+        "--max-records", min=1, help="Keep only the worst N records of each task (default: all).")] = None,
+    points: Annotated[int | None, typer.Option(
+        "--points", min=1, help="Points per scene after subsampling (default: 2000).")] = None,
+) -> None:
+    """Write the self-contained 3D viewer of an evaluation (one HTML file, opens with no network)."""
+    from vega3d import storage
+    from vega3d.evaluation.tasks import ScoreSettings
+    from vega3d.viewer.html import DEFAULT_POINTS, write_viewer
+
+    sets = list(overrides or []) + ([f"data.root={data_root}"] if data_root else [])
+    cfg = config_from_options(preset, sets)
+    source = eval_uri or cfg.eval.output_uri
+    target = output or storage.join(source, "viewer.html")
+    settings = ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,
+                             ground_temperature=cfg.model.ground_temperature, caption_iou=cfg.eval.caption_iou,
+                             meteor=False)
+    try:
+        summary = write_viewer(cfg.data.root, source, target, list(cfg.eval.tasks), settings, max_records,
+                               points or DEFAULT_POINTS, title=f"vega3d evaluation: {source}",
+                               max_samples=cfg.eval.max_samples)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+    counts = ", ".join(f"{task} {n}" for task, n in summary.records.items())
+    typer.echo(f"viewer: {summary.path} ({summary.bytes / 1e6:.2f} MB; {counts}; {summary.scenes} scenes)")
