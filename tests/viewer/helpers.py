@@ -17,5 +17,10 @@ def embedded_block(html: str, block_id: str) -> bytes:
 
 
 def embedded_data(html: str) -> dict[str, Any]:
-    """The viewer's records JSON."""
-    return json.loads(embedded_block(html, "data-gz"))
+    """The viewer's records JSON with ``items`` rebuilt from its columns (as the page's ``unpack`` does)."""
+    data = json.loads(embedded_block(html, "data-gz"))
+    columns, texts = data["columns"], data["texts"]
+    data["items"] = [{**{name: values[k] for name, values in columns.items() if name not in ("q", "p", "r")},
+                      "ok": columns["ok"][k] == 1, "q": texts[columns["q"][k]], "p": texts[columns["p"][k]],
+                      "r": [texts[i] for i in columns["r"][k]]} for k in range(len(columns["id"]))]
+    return data

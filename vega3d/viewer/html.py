@@ -16,17 +16,18 @@ block (per point x, y, z quantised to uint8 over the scene's extent, at most 4 c
 uint8 RGB: 6 bytes); both are gzip-compressed and base64-encoded, and so is plotly.min.js. The page
 decompresses them with the browser's ``DecompressionStream``.
 
-Size at the paper's val sizes with default subsampling (``PAPER_VAL_RECORDS``, 30,890 records over at most
-the 312 ScanNet val scenes, ``DEFAULT_POINTS`` = 2,000 points per scene), ``estimate_size``:
+Size at the paper's val sizes with default subsampling: 30,890 records (``PAPER_VAL_RECORDS``) over at most
+the 312 ScanNet v2 val scenes, ``DEFAULT_POINTS`` = 1,200 points per scene. ``estimate_size`` measures it by
+rendering the real template from synthetic records with the paper's text lengths (module constants below):
 
-    plotly.min.js 7.1.0      4,815,814 B  -> gzip 1,468,879 B -> base64         1.96 MB
-    points   312 x 2,000 x 6 B = 3.74 MB, gzip <= 1.0 (quantised, barely compressible) -> base64 <= 4.99 MB
-    records  30,890 x ~520 B JSON (ScanRefer's ~20-word descriptions; Scan2Cap carries every description of
-             its object as references) = 16.1 MB -> gzip ~ 0.25 -> base64             ~ 5.4 MB ... over
+    plotly.min.js 7.1.0   4,815,814 B -> gzip 1,468,879 B -> base64                          1.96 MB
+    records               text 5.9 MB + ids, boxes, scores 5.6 MB JSON -> gzip 3.03 MB -> base64   4.06 MB
+    points                312 scenes x 1,200 x 6 B = 2.25 MB (random: incompressible) -> base64  3.00 MB
+    total (measured)                                                                 9,030,378 B <= 10 MB
 
-so the records' text is the large part; ``estimate_size`` measures it instead of guessing: it builds the
-viewer payload from synthetic items with the paper's counts and text lengths and returns the exact file
-size (tests/viewer/test_size.py: under 10 MB; the README quotes the measured number).
+Points cost 312 x 6 x 4/3 = 2,496 B per point per scene, so ``--points`` above ~1,780 breaks 10 MB at the paper's
+size; smaller runs can afford more. ``--max-records N`` caps each task at its N worst records.
+(tests/viewer/test_size.py checks the total and the per-point cost.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from vega3d.data.layout import DataLayout
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POINTS = 2000
+DEFAULT_POINTS = 1200
 SIZE_BUDGET = 10 * 1024 * 1024
 # SPEC.md section 4: evaluation split sizes; scenes: every ScanNet v2 val scene (the splits' scenes lie inside).
 PAPER_VAL_RECORDS: dict[str, int] = {"scanrefer": 9508, "multi3drefer": 11120, "scan2cap": 2068, "scanqa": 4675,
@@ -101,9 +102,33 @@ def scene_points(layout: DataLayout, scene: str, max_points: int) -> tuple[np.nd
         return subsample_points(npz["xyz"], npz["rgb"], max_points)
 
 
+ITEM_COLUMNS = ("task", "id", "scene", "score", "ok", "type", "metric", "gt", "pred")
+TEXT_COLUMNS = ("q", "p")
+
+
+def pack_items(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Items -> columns (one list per field) with every text stored once in ``texts``.
+
+    Columns put alike values next to each other, which gzip compresses far better than interleaved
+    records; the text table stores each description once although Scan2Cap lists the same ScanRefer
+    descriptions as references and QA answers repeat. The page rebuilds the items (``unpack`` in the template).
+    """
+    texts: dict[str, int] = {}
+
+    def ref(text: str) -> int:
+        return texts.setdefault(text, len(texts))
+
+    columns: dict[str, list] = {name: [it[name] for it in items] for name in ITEM_COLUMNS}
+    columns["ok"] = [int(v) for v in columns["ok"]]
+    for name in TEXT_COLUMNS:
+        columns[name] = [ref(it[name]) for it in items]
+    columns["r"] = [[ref(t) for t in it["r"]] for it in items]
+    return {"texts": list(texts), "columns": columns}
+
+
 def render_html(items: Sequence[Mapping[str, Any]], scenes: Sequence[str], point_blocks: Sequence[np.ndarray],
                 decoders: Sequence[Mapping[str, Any]], title: str, summary: Mapping[str, Any]) -> str:
-    """The HTML text: template + gzip/base64 plotly, records JSON and point bytes."""
+    """The HTML text: template + gzip/base64 plotly, packed records JSON and point bytes."""
     offsets, start = [], 0
     for block in point_blocks:
         offsets.append([start, len(block)])
@@ -113,7 +138,7 @@ def render_html(items: Sequence[Mapping[str, Any]], scenes: Sequence[str], point
         "summary": summary,
         "scenes": [{"name": name, "offset": off[0], "count": off[1], **dec}
                    for name, off, dec in zip(scenes, offsets, decoders, strict=True)],
-        "items": list(items),
+        **pack_items(items),
     }
     points = np.concatenate(point_blocks).tobytes() if point_blocks else b""
     template = (importlib.resources.files("vega3d.viewer") / "template.html").read_text()
@@ -172,3 +197,61 @@ def write_viewer(data_root: str | Path, eval_uri: str, output: str, tasks: Seque
     for it in items:
         counts[it["task"]] = counts.get(it["task"], 0) + 1
     return ViewerSummary(path=output, records=counts, scenes=len(scenes), bytes=len(html.encode()))
+
+
+# Words per text field at the paper's val sets: (query, prediction, references per record, words per reference).
+# ScanRefer descriptions average 20.3 words (Multi3DRefer's are ScanRefer-style, generated separately here
+# although many are ScanRefer's own); Scan2Cap's references are ScanRefer's val descriptions themselves, 4.6 per
+# object (9,508 / 2,068); ScanQA questions 13.7 words, ~2 answers of 2 words; SQA3D situation + question about
+# 28 words, one-word answers.
+PAPER_TEXT_WORDS: dict[str, tuple[int, int, float, int]] = {
+    "scanrefer": (21, 3, 1, 1), "multi3drefer": (21, 4, 1, 2), "scan2cap": (5, 20, 4.6, 21),
+    "scanqa": (14, 2, 2, 2), "sqa3d": (28, 1, 1, 1),
+}
+PAPER_BOXES: dict[str, tuple[int, int]] = {"scanrefer": (1, 1), "multi3drefer": (2, 2), "scan2cap": (1, 1),
+                                           "scanqa": (0, 0), "sqa3d": (0, 0)}
+VOCABULARY = 3000
+
+
+def estimate_size(max_points: int = DEFAULT_POINTS, records: Mapping[str, int] = PAPER_VAL_RECORDS,
+                  scenes: int = PAPER_VAL_SCENES, seed: int = 0) -> int:
+    """Bytes of the viewer file at the given record counts, measured on a synthetic run, not guessed.
+
+    Renders the real template from synthetic items with the paper's text lengths (``PAPER_TEXT_WORDS``; words
+    of 3-9 random letters from a vocabulary of 3,000 with Zipf frequencies 1/rank, as natural language has),
+    Scan2Cap's references taken from the ScanRefer descriptions as on the real val sets, boxes (``PAPER_BOXES``,
+    random centimetre values), ids shaped like ours, and ``scenes`` point clouds of ``max_points`` uniformly
+    random points (incompressible, unlike real scans).
+    """
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = ["".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(VOCABULARY)]
+    zipf = 1.0 / np.arange(1, VOCABULARY + 1)
+    stream = iter(rng.choice(VOCABULARY, 2_000_000, p=zipf / zipf.sum()).tolist())
+
+    def words(n: int) -> str:
+        return " ".join(vocab[next(stream)] for _ in range(n))
+
+    def boxes(n: int) -> list[list[float]]:
+        return np.round(rng.uniform(0, 8, size=(n, 6)), 2).tolist()
+
+    descriptions = [words(PAPER_TEXT_WORDS["scanrefer"][0]) for _ in range(records.get("scanrefer", 0))]
+    items = []
+    for task, count in records.items():
+        q, p, n_refs, ref_words = PAPER_TEXT_WORDS[task]
+        n_gt, n_pred = PAPER_BOXES[task]
+        for k in range(count):
+            if task == "scan2cap" and descriptions:
+                first = int(k * n_refs) % len(descriptions)
+                refs = descriptions[first: first + max(1, int((k + 1) * n_refs) - int(k * n_refs))]
+            else:
+                refs = [words(ref_words) for _ in range(int(n_refs))]
+            items.append({"task": task, "id": f"{task}-val-scene{k % 1000:04d}_00-{k}-{k % 7}", "scene": k % scenes,
+                          "q": descriptions[k] if task == "scanrefer" else words(q), "p": words(p), "r": refs,
+                          "gt": boxes(n_gt), "pred": boxes(n_pred), "score": round(float(rng.random()), 4),
+                          "ok": bool(rng.random() < 0.5), "type": "multiple", "metric": "IoU 0.42"})
+    pts = [subsample_points(rng.uniform(0, 8, (max_points, 3)), rng.integers(0, 256, (max_points, 3)), max_points)
+           for _ in range(scenes)]
+    html = render_html(items, [f"scene{i:04d}_00" for i in range(scenes)], [b for b, _ in pts], [d for _, d in pts],
+                       "vega3d evaluation", {})
+    return len(html.encode())
