@@ -44,3 +44,47 @@ def view_command(
         raise typer.BadParameter(str(error)) from None
     counts = ", ".join(f"{task} {n}" for task, n in summary.records.items())
     typer.echo(f"viewer: {summary.path} ({summary.bytes / 1e6:.2f} MB; {counts}; {summary.scenes} scenes)")
+
+
+@visualize_app.command("features")
+def features_command(
+    scene: Annotated[str, typer.Option("--scene", help="Scene id, e.g. scene0011_00.")],
+    preset: PresetOption = "tiny",
+    overrides: SetOption = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: data.root).")] = None,
+    encoder: Annotated[str | None, typer.Option(
+        "--encoder", help="Generative encoder id of the registry (default: generative.backbone), e.g. wan_t2v, sd21, dinov3.")] = None,
+    frames: Annotated[int, typer.Option("--frames", min=2, help="Frames to draw (the first N of the sampled list).")] = 4,
+    patch: Annotated[str | None, typer.Option(
+        "--patch", help="Query cell 'frame,row,col' of the correspondence picture (default: centre of frame 0).")] = None,
+    output: Annotated[str, typer.Option("--output", help="Folder or s3:// URI for the PNGs and the score JSON.")] = "pictures",
+    device: Annotated[str, typer.Option("--device", help="Torch device: auto, cpu, cuda...")] = "auto",
+) -> None:
+    """PCA map per frame, cross-view correspondence of one patch and the multi-view consistency score."""
+    import json
+
+    from transformers.utils import logging as hf_logging
+
+    from vega3d.generative.extract import resolve_device
+    from vega3d.generative.registry import build_encoder
+    from vega3d.viewer.features import encoder_pictures, write_pictures
+
+    sets = list(overrides or []) + [f"{key}={value}" for key, value in
+                                    (("data.root", data_root), ("generative.backbone", encoder)) if value]
+    cfg = config_from_options(preset, sets).with_paths_under_root()
+    query = None
+    if patch is not None:
+        try:
+            query = tuple(int(v) for v in patch.split(","))
+        except ValueError:
+            query = ()
+        if len(query) != 3:
+            raise typer.BadParameter(f"--patch {patch!r}: expected 'frame,row,col', e.g. 0,2,3")
+    hf_logging.disable_progress_bar()  # stdout carries the JSON summary
+    try:
+        model = build_encoder(cfg.generative, cfg.model.pooled_grid, resolve_device(device))
+        pictures = encoder_pictures(cfg, model, scene, frames, query)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+    paths = write_pictures(pictures, output, f"{scene}_{model.encoder_id}")
+    typer.echo(json.dumps({"files": paths, **pictures.summary()}))
