@@ -35,6 +35,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 SILENT_COMPONENT = 1e-6
+PICTURE_SCENES = 2  # scenes the extract step draws
 
 
 def _tokens(features: np.ndarray) -> np.ndarray:
@@ -283,15 +284,21 @@ def encoder_pictures(cfg, encoder, scene: str, count: int = 4, query: tuple[int,
                             query)
 
 
-def log_extract_pictures(tracker, run_id: str | None, cfg, encoder, scenes: Sequence[str]) -> dict[str, float]:
-    """The extract step's pictures of a few scenes on an MLflow run (``features/<scene>_*``); returns the
-    consistency score of each as ``features/<scene>/consistency``. A scene whose frames do not overlap is skipped."""
+def log_extract_pictures(tracker, run_id: str | None, cfg, encoder, scenes: Sequence[str] | None = None
+                         ) -> dict[str, float]:
+    """The extract step's pictures on an MLflow run (``features/<scene>_<encoder>_*``): by default of the first
+    ``PICTURE_SCENES`` val scenes. Logs and returns ``features/<scene>/consistency`` per scene; a scene whose
+    frames do not overlap is skipped with a warning."""
     import tempfile
     from pathlib import Path
+
+    from vega3d.data.layout import DataLayout
+    from vega3d.generative.extract import split_scenes
 
     scores: dict[str, float] = {}
     if run_id is None or not tracker.enabled:
         return scores
+    scenes = list(scenes) if scenes is not None else split_scenes(DataLayout(cfg.data.root), ["val"])[:PICTURE_SCENES]
     with tempfile.TemporaryDirectory() as folder:
         for scene in scenes:
             try:

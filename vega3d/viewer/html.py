@@ -63,7 +63,8 @@ class ViewerSummary:
     """What one viewer file holds."""
 
     path: str
-    records: dict[str, int]
+    records: dict[str, int]  # per task
+    incorrect: dict[str, int]  # per task
     scenes: int
     bytes: int
 
@@ -194,9 +195,12 @@ def write_viewer(data_root: str | Path, eval_uri: str, output: str, tasks: Seque
     html = render_html(items, scenes, blocks, decoders, title, metrics)
     storage.write_text(output, html)
     counts: dict[str, int] = {}
+    incorrect: dict[str, int] = {}
     for it in items:
         counts[it["task"]] = counts.get(it["task"], 0) + 1
-    return ViewerSummary(path=output, records=counts, scenes=len(scenes), bytes=len(html.encode()))
+        incorrect[it["task"]] = incorrect.get(it["task"], 0) + (not it["ok"])
+    return ViewerSummary(path=output, records=counts, incorrect=incorrect, scenes=len(scenes),
+                         bytes=len(html.encode()))
 
 
 # Words per text field at the paper's val sets: (query, prediction, references per record, words per reference).
