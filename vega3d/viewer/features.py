@@ -153,21 +153,30 @@ def cell_world_coordinates(world: np.ndarray, valid: np.ndarray, grid: int) -> t
     return coords, count[:, 0].numpy() > 0
 
 
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def pca_figure(frames: np.ndarray, colours: np.ndarray, title: str) -> bytes:
-    """PNG: each frame [V, H, W, 3] uint8 beside its PCA map [V, g, g, 3] (nearest upsampling)."""
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _finish(figure, title: str) -> bytes:
+    """Title, tight layout, PNG bytes; the figure is closed."""
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def pca_figure(frames: np.ndarray, colours: np.ndarray, title: str) -> bytes:
+    """PNG: each frame [V, H, W, 3] uint8 beside its PCA map [V, g, g, 3] (nearest upsampling)."""
     rows = len(frames)
-    figure, axes = plt.subplots(rows, 2, figsize=(6, 2.6 * rows), squeeze=False)
+    figure, axes = _pyplot().subplots(rows, 2, figsize=(6, 2.6 * rows), squeeze=False)
     for k in range(rows):
         axes[k, 0].imshow(frames[k])
         axes[k, 1].imshow(colours[k], interpolation="nearest")
@@ -175,20 +184,13 @@ def pca_figure(frames: np.ndarray, colours: np.ndarray, title: str) -> bytes:
         axes[k, 1].set_title("PCA of features", fontsize=8)
         for ax in axes[k]:
             ax.axis("off")
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return _finish(figure, title)
 
 
 def correspondence_figure(frames: np.ndarray, heat: np.ndarray, frame: int, cell: tuple[int, int],
                           title: str) -> bytes:
     """PNG: every frame with the cosine-similarity heat map over it; the query cell outlined in its frame."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     views, height, width = frames.shape[:3]
@@ -205,11 +207,7 @@ def correspondence_figure(frames: np.ndarray, heat: np.ndarray, frame: int, cell
         ax.set_title(f"frame {k}" + (" (query)" if k == frame else f" peak {tuple(int(p) for p in peak)}"),
                      fontsize=8)
         ax.axis("off")
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return _finish(figure, title)
 
 
 @dataclass(frozen=True)
