@@ -58,3 +58,21 @@ def test_quantised_points_decode_within_half_a_step():
 def test_missing_outputs_name_the_folder(viewer_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="predictions.jsonl"):
         write_viewer(viewer_root, str(tmp_path), str(tmp_path / "v.html"), TASKS, SETTINGS)
+
+
+def test_view_command_writes_the_file_and_reports_counts(viewer_root, eval_output, tmp_path):
+    from typer.testing import CliRunner
+
+    from vega3d.cli import app
+
+    out, counts, _ = eval_output
+    target = tmp_path / "viewer.html"
+    result = CliRunner().invoke(app, ["view", "--data-root", str(viewer_root), "--eval", str(out), "--output",
+                                      str(target), "--max-records", "4", "--points", "300"])
+    assert result.exit_code == 0, result.output
+    data = embedded_data(target.read_text())
+    assert len(data["items"]) == sum(min(4, n) for n in counts.values())
+    assert max(s["count"] for s in data["scenes"]) == 300
+    assert f"viewer: {target}" in result.output and "scanrefer 4" in result.output
+    missing = CliRunner().invoke(app, ["view", "--data-root", str(viewer_root), "--eval", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "predictions.jsonl" in missing.output
