@@ -27,6 +27,8 @@ def test_viewer_embeds_every_record_worst_first(viewer_root, eval_output, tmp_pa
     assert refer[0]["score"] == 0.0 and refer[-1]["score"] == pytest.approx(1.0, abs=1e-3)
     assert all(len(it["gt"]) == 1 and len(it["pred"]) == 1 for it in refer)
     assert {it["type"] for it in refer} <= {"unique", "multiple"}
+    scanqa = [it for it in data["items"] if it["task"] == "scanqa"]
+    assert any(it["gt"] for it in scanqa) and all(not it["pred"] for it in scanqa)  # the objects asked about
     qa = [it for it in data["items"] if it["task"] == "sqa3d"]
     assert sum(not it["ok"] for it in qa) == counts["sqa3d"] // 2 and all(it["p"] == "qqqq" for it in qa[:5])
     assert not any(it["q"].startswith("<image>") or "Identify the object" in it["q"] for it in data["items"])

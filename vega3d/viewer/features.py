@@ -196,9 +196,10 @@ def correspondence_figure(frames: np.ndarray, heat: np.ndarray, frame: int, cell
     views, height, width = frames.shape[:3]
     g = heat.shape[-1]
     figure, axes = plt.subplots(1, views, figsize=(2.8 * views, 2.6), squeeze=False)
+    low, high = float(heat.min()), float(heat.max())  # one colour scale over all frames, min to max
     for k, ax in enumerate(axes[0]):
         ax.imshow(frames[k])
-        ax.imshow(heat[k], cmap="jet", alpha=0.5, vmin=-1, vmax=1, extent=(0, width, height, 0),
+        ax.imshow(heat[k], cmap="jet", alpha=0.5, vmin=low, vmax=max(high, low + 1e-6), extent=(0, width, height, 0),
                   interpolation="nearest")
         if k == frame:
             ax.add_patch(Rectangle((cell[1] * width / g, cell[0] * height / g), width / g, height / g,
@@ -242,7 +243,8 @@ def feature_pictures(frames, features: np.ndarray, label: str, query: tuple[int,
         pca_png=pca_figure(frames.rgb, pca_rgb(features), f"{label}: PCA of the feature grid"),
         correspondence_png=correspondence_figure(
             frames.rgb, heat, query[0], (query[1], query[2]),
-            f"{label}: cosine similarity to cell {query[1:]} of frame {query[0]}; consistency {score.score:.3f}"),
+            f"{label}: cosine similarity to cell {query[1:]} of frame {query[0]} "
+            f"({heat.min():.2f} blue to {heat.max():.2f} red); consistency {score.score:.3f}"),
         consistency=score,
         query=tuple(int(q) for q in query),
     )

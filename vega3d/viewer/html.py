@@ -175,7 +175,9 @@ def collect_items(data_root: str | Path, eval_uri: str, tasks: Sequence[str], se
             raise ValueError(f"{uri}: none of its ids is a {task} record of {data_root}; wrong data root?")
         result = task_lib.score(task, records, pset, settings)
         metrics[task] = result.metrics
-        items.extend(task_items(result, records, pset.by_id)[:max_records])
+        boxes = DataLayout(data_root).gt_box_path(task_lib.DEFAULT_SPLITS[task])
+        gt_boxes = json.loads(boxes.read_text()) if boxes.is_file() else {}
+        items.extend(task_items(result, records, pset.by_id, gt_boxes)[:max_records])
     if not items:
         raise FileNotFoundError(f"{eval_uri}: no <task>/predictions.jsonl of {list(tasks)}; run `vega3d eval` first")
     return items, metrics

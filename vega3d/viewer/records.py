@@ -11,7 +11,8 @@ Per task, the item's ``score`` orders the list worst first and ``ok`` feeds the 
 | sqa3d | normalised exact match | normalised exact match |
 
 The scores are the evaluation's own per-record rows (``vega3d.evaluation.tasks.score``), so the viewer shows
-exactly what the metrics counted. Boxes are rounded to centimetres.
+exactly what the metrics counted. Boxes are rounded to centimetres; a ScanQA question shows the ground-truth
+boxes of the objects it is about (its ``object_ids``) when the scene's boxes are given.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _boxes(value: Any) -> list[list[float]]:
 
 
 def _item(task: str, record: Mapping[str, Any], row: Mapping[str, Any],
-          prediction: Mapping[str, Any] | None) -> dict[str, Any]:
+          prediction: Mapping[str, Any] | None, scene_boxes: Sequence[Sequence[float]]) -> dict[str, Any]:
     """One viewer item: task, id, scene, text, prediction, references, boxes, score, ok, type, metric label."""
     item: dict[str, Any] = {"task": task, "id": record["id"], "scene": record["scene_id"], "q": query_text(record)}
     if task == "scanrefer":
@@ -79,7 +80,8 @@ def _item(task: str, record: Mapping[str, Any], row: Mapping[str, Any],
                     ok=iou >= 0.5 and cider >= CAPTION_CIDER_OK, type="", metric=f"IoU {iou:.2f} CIDEr {cider:.2f}")
     elif task == "scanqa":
         cider = float(row["cider"])
-        item.update(p=row["prediction"], r=list(record["answers"]), gt=[], pred=[], score=cider,
+        objects = [scene_boxes[i] for i in record["metadata"].get("object_ids", []) if 0 <= i < len(scene_boxes)]
+        item.update(p=row["prediction"], r=list(record["answers"]), gt=_boxes(objects), pred=[], score=cider,
                     ok=bool(row["em"]), type="", metric=f"EM {int(row['em'])} CIDEr {cider:.2f}")
     else:
         em = float(row["em"])
@@ -91,10 +93,15 @@ def _item(task: str, record: Mapping[str, Any], row: Mapping[str, Any],
 
 
 def task_items(result: EvalResult, records: Sequence[Mapping[str, Any]],
-               predictions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Items of one scored task, worst first (incorrect before correct, then ascending score, then id)."""
+               predictions: Mapping[str, Mapping[str, Any]],
+               gt_boxes: Mapping[str, Sequence[Sequence[float]]] | None = None) -> list[dict[str, Any]]:
+    """Items of one scored task, worst first (incorrect before correct, then ascending score, then id).
+
+    ``gt_boxes``: the ground-truth boxes per video (``metadata/scannet_<split>_gt_box.json``), for ScanQA.
+    """
     if len(result.rows) != len(records):
         raise ValueError(f"{result.task}: {len(result.rows)} scored rows for {len(records)} records")
-    items = [_item(result.task, rec, row, predictions.get(rec["id"]))
+    gt_boxes = gt_boxes or {}
+    items = [_item(result.task, rec, row, predictions.get(rec["id"]), gt_boxes.get(rec["video"], []))
              for rec, row in zip(records, result.rows, strict=True)]
     return sorted(items, key=lambda it: (it["ok"], it["score"], it["id"]))

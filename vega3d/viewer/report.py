@@ -17,8 +17,9 @@ logger = logging.getLogger(__name__)
 
 VIEWER_FILE = "viewer.html"
 CURVES_FILE = "training_curves.png"
-# What the viewer reads from the data root (records and point clouds).
-VIEWER_DATA = ["processed", "scannet/pcd_with_global_alignment"]
+# What the viewer reads from the data root: records, point clouds, ground-truth boxes (ScanQA's objects).
+VIEWER_DATA = ["processed", "scannet/pcd_with_global_alignment", "metadata/scannet_val_gt_box.json",
+               "metadata/scannet_test_gt_box.json"]
 
 
 @dataclass
