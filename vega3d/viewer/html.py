@@ -7,8 +7,8 @@ task, correct/incorrect and eval type (unique/multiple, Multi3DRefer's types, SQ
 sorted worst first (``vega3d.viewer.records``). The 3D part is plotly.js, embedded: the file opens from
 disk, from MLflow's artifact view and as a Kubeflow HTML artifact with no network.
 
-Inputs: a prepared data root (``processed/`` records, ``metadata/`` predicted boxes are not needed,
-``scannet/pcd_with_global_alignment/<scene>.npz`` point clouds) and an evaluation output folder/URI with
+Inputs: a prepared data root (``processed/`` records, ``scannet/pcd_with_global_alignment/<scene>.npz`` point
+clouds, ``metadata/scannet_<split>_gt_box.json`` for ScanQA's objects) and an evaluation output folder/URI with
 ``<task>/predictions.jsonl`` (what ``vega3d eval`` and the pipeline's evaluate steps write).
 
 Encoding (what makes the size budget hold): the records are one JSON document and the points one binary
@@ -23,9 +23,9 @@ rendering the real template from synthetic records with the paper's text lengths
     plotly.min.js 7.1.0   4,815,814 B -> gzip 1,468,879 B -> base64                          1.96 MB
     records               text 5.9 MB + ids, boxes, scores 5.8 MB JSON -> gzip 3.15 MB -> base64   4.20 MB
     points                312 scenes x 1,200 x 6 B = 2.25 MB (random: incompressible) -> base64  3.00 MB
-    total (measured)                                                                 9,167,438 B <= 10 MB
+    total (measured)                                                9,167,438 B <= 10 MB (10,000,000 B)
 
-Points cost 312 x 6 x 4/3 = 2,496 B per point per scene, so ``--points`` above ~1,730 breaks 10 MB at the paper's
+Points cost 312 x 6 x 4/3 = 2,496 B per point per scene, so ``--points`` above ~1,530 breaks 10 MB at the paper's
 size; smaller runs can afford more. ``--max-records N`` caps each task at its N worst records.
 (tests/viewer/test_size.py checks the total and the per-point cost.)
 """
@@ -50,7 +50,7 @@ from vega3d.data.layout import DataLayout
 logger = logging.getLogger(__name__)
 
 DEFAULT_POINTS = 1200
-SIZE_BUDGET = 10 * 1024 * 1024
+SIZE_BUDGET = 10_000_000  # bytes
 # SPEC.md section 4: evaluation split sizes; scenes: every ScanNet v2 val scene (the splits' scenes lie inside).
 PAPER_VAL_RECORDS: dict[str, int] = {"scanrefer": 9508, "multi3drefer": 11120, "scan2cap": 2068, "scanqa": 4675,
                                      "sqa3d": 3519}
