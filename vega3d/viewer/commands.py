@@ -57,6 +57,9 @@ def features_command(
     frames: Annotated[int, typer.Option("--frames", min=2, help="Frames to draw (the first N of the sampled list).")] = 4,
     patch: Annotated[str | None, typer.Option(
         "--patch", help="Query cell 'frame,row,col' of the correspondence picture (default: centre of frame 0).")] = None,
+    feature_id: Annotated[str | None, typer.Option(
+        "--feature-id", help="Read these offline features from the store instead of running the encoder "
+                             "(any feature id, also of offline-only encoders: vggt, seva, vmem).")] = None,
     output: Annotated[str, typer.Option("--output", help="Folder or s3:// URI for the PNGs and the score JSON.")] = "pictures",
     device: Annotated[str, typer.Option("--device", help="Torch device: auto, cpu, cuda...")] = "auto",
 ) -> None:
@@ -65,9 +68,9 @@ def features_command(
 
     from transformers.utils import logging as hf_logging
 
-    from vega3d.generative.extract import resolve_device
+    from vega3d.generative.extract import default_store_uri, resolve_device
     from vega3d.generative.registry import build_encoder
-    from vega3d.viewer.features import encoder_pictures, write_pictures
+    from vega3d.viewer.features import encoder_pictures, stored_pictures, write_pictures
 
     sets = list(overrides or []) + [f"{key}={value}" for key, value in
                                     (("data.root", data_root), ("generative.backbone", encoder)) if value]
@@ -82,9 +85,12 @@ def features_command(
             raise typer.BadParameter(f"--patch {patch!r}: expected 'frame,row,col', e.g. 0,2,3")
     hf_logging.disable_progress_bar()  # stdout carries the JSON summary
     try:
-        model = build_encoder(cfg.generative, cfg.model.pooled_grid, resolve_device(device))
-        pictures = encoder_pictures(cfg, model, scene, frames, query)
-    except (FileNotFoundError, ValueError) as error:
+        if feature_id:
+            pictures = stored_pictures(cfg, default_store_uri(cfg), feature_id, scene, frames, query)
+        else:
+            model = build_encoder(cfg.generative, cfg.model.pooled_grid, resolve_device(device))
+            pictures = encoder_pictures(cfg, model, scene, frames, query)
+    except (FileNotFoundError, ValueError) as error:  # FeatureStoreError is a ValueError
         raise typer.BadParameter(str(error)) from None
-    paths = write_pictures(pictures, output, f"{scene}_{model.encoder_id}")
+    paths = write_pictures(pictures, output, f"{scene}_{feature_id or model.encoder_id}")
     typer.echo(json.dumps({"files": paths, **pictures.summary()}))

@@ -262,12 +262,15 @@ def write_pictures(pictures: FeaturePictures, folder: str, stem: str) -> list[st
     return paths
 
 
-def picture_frames(layout, scene: str, sampling: str, budget: int, count: int) -> list[int]:
-    """The first ``count`` distinct frames of the scene's sampled frame list (neighbours overlap most)."""
+def picture_frames(layout, scene: str, sampling: str, budget: int, count: int) -> tuple[list[int], list[int]]:
+    """(sampled frame list of the scene, positions in it of its first ``count`` distinct frames)."""
     from vega3d.data.sampling import sample_frame_ids
 
-    frames = list(dict.fromkeys(sample_frame_ids(layout, scene, sampling, budget)))
-    return frames[:count]
+    frames = sample_frame_ids(layout, scene, sampling, budget)
+    first = {}
+    for position, frame in enumerate(frames):
+        first.setdefault(frame, position)
+    return frames, list(first.values())[:count]
 
 
 def encoder_pictures(cfg, encoder, scene: str, count: int = 4, query: tuple[int, int, int] | None = None
@@ -278,10 +281,26 @@ def encoder_pictures(cfg, encoder, scene: str, count: int = 4, query: tuple[int,
     from vega3d.generative.extract import frames_tensor
 
     layout = DataLayout(cfg.data.root)
-    frame_ids = picture_frames(layout, scene, cfg.data.sampling, cfg.data.frames_upbound, count)
+    frames, positions = picture_frames(layout, scene, cfg.data.sampling, cfg.data.frames_upbound, count)
+    frame_ids = [frames[p] for p in positions]
     features = encoder.encode(frames_tensor(layout, scene, frame_ids), scene, frame_ids).cpu().numpy()
     return feature_pictures(load_scene_frames(layout, scene, frame_ids), features, f"{encoder.encoder_id} {scene}",
                             query)
+
+
+def stored_pictures(cfg, store_uri: str, feature_id: str, scene: str, count: int = 4,
+                    query: tuple[int, int, int] | None = None) -> FeaturePictures:
+    """The pictures of features read from the offline store (any feature id, offline-only encoders too): those
+    of the scene's sampled frame list (``data.sampling``, ``data.frames_upbound``), first ``count`` frames."""
+    from vega3d.data.frames import load_scene_frames
+    from vega3d.data.layout import DataLayout
+    from vega3d.generative.store import FeatureStore, feature_key
+
+    layout = DataLayout(cfg.data.root)
+    frames, positions = picture_frames(layout, scene, cfg.data.sampling, cfg.data.frames_upbound, count)
+    features, _ = FeatureStore(store_uri).load(feature_key(feature_id, scene, frames))
+    return feature_pictures(load_scene_frames(layout, scene, [frames[p] for p in positions]),
+                            features.numpy()[positions], f"{feature_id} {scene}", query)
 
 
 def log_extract_pictures(tracker, run_id: str | None, cfg, encoder, scenes: Sequence[str] | None = None
