@@ -13,6 +13,7 @@ from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
 from vega3d.testing.demo import demo_command
 from vega3d.train.commands import train_command
+from vega3d.viewer.commands import view_command, visualize_app
 
 app = typer.Typer(
     name="vega3d",
@@ -29,6 +30,8 @@ app.command("compare")(compare_command)
 app.command("train")(train_command)
 app.command("ask")(ask_command)
 app.command("serve")(serve_command)
+app.command("view")(view_command)  # issue 20: evaluation viewer
+app.add_typer(visualize_app, name="visualize")  # issue 20: feature pictures
 
 
 def main() -> None:

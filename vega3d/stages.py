@@ -113,7 +113,8 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
 
     cfg = config_from_yaml(config_yaml)
     tracker = _tracker(cfg)
-    with tracker.stage_run(_parent_run(tracker, cfg), "extract") as run:
+    parent = _parent_run(tracker, cfg)
+    with tracker.stage_run(parent, "extract") as run:
         data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
@@ -121,6 +122,9 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
         summary = extract_features(local, encoder, store_uri)
         run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
         run.set_tags({"vega3d.feature_id": summary.feature_id})
+        from vega3d.viewer.features import log_extract_pictures  # issue 20: feature pictures of a few scenes
+
+        log_extract_pictures(tracker, parent, local, encoder)
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
 
 
@@ -214,10 +218,13 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
 def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark table + plot on the parent run, model registration and the champion gate."""
     from vega3d.evaluation.report import format_markdown
+    from vega3d.viewer.report import log_run_pictures, write_run_pictures  # issue 20: viewer, curves
 
     cfg = config_from_yaml(config_yaml)
     by_task = {m["task"]: {k: v for k, v in m.items() if k != "task"} for m in task_metrics}
     markdown = format_markdown(by_task)
+    pictures = write_run_pictures(cfg)
+    markdown += pictures.markdown()
     report_uri = storage.join(cfg.eval.output_uri, "report.md")
     storage.write_text(report_uri, markdown)
     tracker = _tracker(cfg, safe=False)
@@ -231,6 +238,7 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
             plot = Path(folder) / "benchmarks.png"
             _plot_metrics(by_task, plot)
             tracker.log_artifact(parent, plot, "report")
+        log_run_pictures(tracker, parent, pictures)
         version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=parent,
                                          tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
         metric_names = [m for m in cfg.tracking.gate_metrics if m in flat]
@@ -238,7 +246,7 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
         gate.update({"version": version, "promoted": bool(decision and decision.promoted),
                      "metrics": metric_names, "decision": str(decision)})
         tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
-    return {"markdown": markdown, "gate": gate}
+    return {"markdown": markdown, "gate": gate, "viewer_uri": pictures.viewer_uri}
 
 
 def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:

@@ -7,6 +7,7 @@ must mark its MLflow parent run FAILED and leave nothing half-written in the buc
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -87,6 +88,17 @@ def test_full_pipeline_then_cached_rerun(pipeline_env):
                              params["data_uri"])
     report_md = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
     assert "VEGA-3D (paper)" in report_md and "| ours |" in report_md
+    # issue 20: the viewer as written, through the MLflow server from the bucket, and as the Kubeflow artifact
+    assert {"report/viewer.html", "report/training_curves.png"} <= set(artifacts)
+    written = storage.read_bytes(storage.join(cfg.eval.output_uri, "viewer.html"))
+    downloaded = client.download_artifacts(parent.info.run_id, "report/viewer.html", str(tmp_path / "download"))
+    assert Path(downloaded).read_bytes() == written
+    kfp_html = [p for p in first.run_dir.rglob("viewer") if p.is_file()]
+    assert len(kfp_html) == 1 and kfp_html[0].read_bytes() == written
+    assert "| scanqa | 6 |" in report_md  # eval.max_samples=6 records per task in the records summary
+    pictures = [a.path for a in client.list_artifacts(parent.info.run_id, "features")]
+    assert any(p.endswith("_pca.png") for p in pictures) and any(p.endswith("_correspondence.png") for p in pictures)
+    assert any(k.startswith("features/") and k.endswith("/consistency") for k in parent.data.metrics)
     keys = _bucket_keys(params["storage_root"])
     assert any(k.endswith("processed/scanqa_val_llava_style.json") for k in keys)
     assert any("/features/" in k and k.endswith(".safetensors") for k in keys)

@@ -1,0 +1,1 @@
+"""Pictures of what the model does: the per-run evaluation viewer, generative-feature pictures, training curves."""
