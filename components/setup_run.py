@@ -27,7 +27,7 @@ def setup_run(
     data_uri: str,
     mlflow_uri: str,
     experiment: str,
-    run_id: str,
+    run_name: str,
     job_id: str,
     config_file: Output[Artifact],
 ) -> NamedTuple("SetupOutputs", [("config", str), ("parent_run_id", str)]):
@@ -54,7 +54,7 @@ def setup_run(
         data_uri: Data root in the ScanNet layout of SPEC.md section 5.
         mlflow_uri: MLflow tracking URI; empty disables tracking.
         experiment: MLflow experiment name.
-        run_id: Key of this pipeline run in MLflow (empty: the Kubeflow run id).
+        run_name: Name of the MLflow parent run (empty: the Kubeflow run id, which is always its key).
         job_id: The Kubeflow run id (filled in by the pipeline).
         config_file: The resolved config, for the UI.
     """
@@ -68,7 +68,7 @@ def setup_run(
         extra=list(overrides),
     )
     config_yaml, parent_run_id = stages.setup_run(
-        preset, dotted, storage_root, data_uri, mlflow_uri, experiment, run_id or job_id
+        preset, dotted, storage_root, data_uri, mlflow_uri, experiment, run_name, job_id
     )
     with open(config_file.path, "w") as handle:
         handle.write(config_yaml)  # setup_run is never cached: the file is for the UI

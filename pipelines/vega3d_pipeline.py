@@ -88,11 +88,11 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
         data_uri: str = "s3://vega3d/data",
         mlflow_uri: str = "",
         experiment: str = "vega3d",
-        run_id: str = "",
+        run_name: str = "",
         run_eval: bool = True,
     ):
         exit_task = finalize(
-            mlflow_uri=mlflow_uri, experiment=experiment, run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+            mlflow_uri=mlflow_uri, experiment=experiment, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
         )
         exit_task.set_caching_options(False)
         with dsl.ExitHandler(exit_task, name="vega3d-run"):
@@ -114,7 +114,7 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
                 data_uri=data_uri,
                 mlflow_uri=mlflow_uri,
                 experiment=experiment,
-                run_id=run_id,
+                run_name=run_name,
                 job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ).set_caching_options(False)
             config = setup.outputs["config"]

@@ -36,15 +36,25 @@ def _tracker(cfg: Vega3DConfig, safe: bool = True):
     return Tracker(cfg.tracking.uri, safe=safe)
 
 
+def run_key(job_id: str = "") -> str:
+    """The one key of the current pipeline run in MLflow: the Kubeflow run id.
+
+    Every step reads it from ``VEGA3D_PIPELINE_RUN_ID`` (the pod's run-id label in the cluster, set by the local
+    runner on one machine); setup and the exit handler, which also receive the run id as ``job_id``, fall back
+    to it only when the variable is missing. A user-given run name never becomes a key (it names the run).
+    """
+    return os.environ.get(RUN_KEY_ENV) or job_id
+
+
 def _parent_run(tracker, cfg: Vega3DConfig) -> str | None:
     """The parent run of the current pipeline run (None when tracking is off or the key is unknown)."""
-    run_key = os.environ.get(RUN_KEY_ENV)
+    key = run_key()
     if not tracker.enabled:
         return None
-    if not run_key:
+    if not key:
         logger.warning("%s is not set: this step's MLflow run is not attached to a pipeline run", RUN_KEY_ENV)
         return None
-    return tracker.start_pipeline_run(cfg.tracking.experiment, run_key, cfg.preset)
+    return tracker.start_pipeline_run(cfg.tracking.experiment, key, cfg.preset)
 
 
 def _local_config(cfg: Vega3DConfig, data_dir: Path) -> Vega3DConfig:
@@ -70,15 +80,22 @@ def setup_run(
     data_uri: str,
     mlflow_uri: str,
     experiment: str,
-    run_key: str,
+    run_name: str = "",
+    job_id: str = "",
 ) -> tuple[str, str]:
-    """Resolve and validate the config; open the MLflow parent run. Returns (config YAML, parent run id or "")."""
+    """Resolve and validate the config; open the MLflow parent run. Returns (config YAML, parent run id or "").
+
+    The parent run is keyed by ``run_key(job_id)`` like every other step's lookup, and named ``run_name``
+    (default: the key).
+    """
     cfg = resolve_run_config(preset, overrides, storage_root, data_uri, mlflow_uri or None, experiment)
     tracker = _tracker(cfg, safe=False)
     parent = None
     if tracker.enabled:
+        key = run_key(job_id)
         parent = tracker.start_pipeline_run(
-            experiment, run_key, cfg.preset, data_version=data_uri, tags={"vega3d.config_digest": config_digest(cfg)}
+            experiment, key, cfg.preset, data_version=data_uri, run_name=run_name or key,
+            tags={"vega3d.config_digest": config_digest(cfg)},
         )
         tracker.log_params_flat(parent, cfg.model_dump(mode="json"))
     return config_to_yaml(cfg), parent or ""
@@ -186,7 +203,7 @@ def train_multinode(
     request = request_from_step(
         image=image, train_args=train_args, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
         accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations,
-        run_id=os.environ.get(RUN_KEY_ENV) or config_digest(cfg), timeout_s=timeout_s,
+        run_id=run_key() or config_digest(cfg), timeout_s=timeout_s,
     )
     custom_api, core_api = kubernetes_apis()
     outcome = run_trainjob(custom_api, build_trainjob(request), timeout_s, core_api=core_api,
@@ -253,14 +270,14 @@ def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:
     comparison_plot([RunSummary("this run", "this run", "FINISHED", (), values)], names, path)
 
 
-def finalize(mlflow_uri: str, experiment: str, run_key: str, state: str, error_message: str | None) -> None:
+def finalize(mlflow_uri: str, experiment: str, job_id: str, state: str, error_message: str | None) -> None:
     """Exit handler: FINISHED when the pipeline succeeded, FAILED otherwise (children left RUNNING too)."""
     if not mlflow_uri:
         return
     from vega3d.tracking import Tracker
 
     tracker = Tracker(mlflow_uri, safe=False)
-    parent = tracker.start_pipeline_run(experiment, run_key, preset="unknown")
+    parent = tracker.start_pipeline_run(experiment, run_key(job_id), preset="unknown")
     status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
     if status == "FAILED" and error_message:
         tracker.set_tags(parent, {"vega3d.error": error_message[:4000]})

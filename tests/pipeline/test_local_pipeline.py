@@ -116,3 +116,26 @@ def test_failing_step_marks_parent_failed_and_leaves_no_partial_objects(pipeline
     keys = _bucket_keys(params["data_uri"])
     assert not [k for k in keys if "/processed/" in k or "/metadata/scannet_select_frames" in k]
     assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
+
+
+def test_run_given_a_name_keeps_one_parent_run_holding_every_child(pipeline_env, monkeypatch):
+    """As in the cluster: the steps' key comes from the pod's run-id label, the user also names the run."""
+    from kfp import local
+
+    from pipelines.vega3d_pipeline import build_pipeline
+
+    params, tmp_path = pipeline_env
+    monkeypatch.setenv("VEGA3D_PIPELINE_RUN_ID", "kfp-run-0001")  # what the pod label gives every step
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
+    build_pipeline(local=True)(**{**params, "overrides": ["train.save_steps=2"], "max_steps": 2, "run_eval": False,
+                                  "run_name": "nightly-7"})
+    client = MlflowClient(params["mlflow_uri"])
+    exp = client.get_experiment_by_name(params["experiment"])
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [(p.info.run_name, p.data.tags.get(PIPELINE_RUN_ID_TAG)) for p in parents]
+    parent = parents[0]
+    assert parent.info.run_name == "nightly-7" and parent.data.tags[PIPELINE_RUN_ID_TAG] == "kfp-run-0001"
+    children = {r.data.tags[STAGE_TAG] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert children == {"prep", "train"} and len(runs) == 3
+    assert parent.info.status == "FINISHED"
