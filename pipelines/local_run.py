@@ -58,7 +58,7 @@ def run_local(
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     before = set(pipeline_root.iterdir())
     try:
-        build_pipeline(cached_steps, local=True)(**params)
+        build_pipeline(cached_steps, local=True, given=params)(**params)
     except RuntimeError as error:
         raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)

@@ -197,7 +197,7 @@ def train_multinode(
     storage.write_text(config_uri, config_to_yaml(cfg))
     tracker = _tracker(cfg)
     parent = _parent_run(tracker, cfg)
-    train_args = ["--preset", config_uri, "--nproc", str(gpus_per_node)]
+    train_args = ["--preset", config_uri, "--num-gpus", str(gpus_per_node)]
     if parent:
         train_args += ["--parent-run-id", parent]
     request = request_from_step(
@@ -213,8 +213,8 @@ def train_multinode(
 
 def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature_id: str) -> dict[str, float]:
     """Evaluate one benchmark with the trained model; returns the task's metrics (flat, unprefixed)."""
-    from vega3d.evaluation.commands import evaluate_task
     from vega3d.evaluation.mlflow_log import log_eval_result
+    from vega3d.evaluation.run import evaluate as evaluate_benchmark
 
     cfg = _with_features(config_from_yaml(config_yaml), feature_id)
     tracker = _tracker(cfg)
@@ -223,7 +223,7 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
         local = _local_config(cfg, data_dir)
         model_dir = staging.stage_down(model_uri)
         local = local.model_copy(update={"model": local.model.model_copy(update={"checkpoint": str(model_dir)})})
-        result = evaluate_task(local, task, None, None, None, strict=False, meteor=True, progress=False)
+        result = evaluate_benchmark(local, task, strict=False, meteor=True, progress=False)
         log_eval_result(tracker, run.run_id, result)
     return {"task": task, **{k: float(v) for k, v in result.metrics.items()}}
 

@@ -1,8 +1,8 @@
 """Process launching for training: torchrun on this machine, or run as one rank of a cluster's torchrun.
 
-- ``vega3d train --nproc N`` (N > 1, not already inside torchrun) starts
+- ``vega3d train --num-gpus N`` (N > 1, not already inside torchrun) starts
   ``torchrun --standalone --nproc_per_node=N -m vega3d.train.launch --config <resolved.yaml>``; every rank runs
-  :func:`vega3d.train.trainer.run_training` (gloo on CPU, nccl on GPU, chosen by the trainer).
+  :func:`vega3d.train.trainer.train_in_process` (gloo on CPU, nccl on GPU, chosen by the trainer).
 - Inside a torchrun started by a cluster (``RANK``/``WORLD_SIZE`` already set, e.g. a Kubeflow TrainJob), the
   same command trains in-process as that rank.
 - A single process still needs the torch.distributed variables: :func:`ensure_process_env` sets ``RANK=0``,

@@ -452,7 +452,7 @@ def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Tr
 
 
 def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> TrainResult:
-    """Train as this process's rank (see :func:`run_training`); returns the URI and the step history."""
+    """Train as this process's rank (``vega3d.train.launch.launch_training`` starts the ranks); returns the URI and the step history."""
     from vega3d.tracking import Tracker
 
     tracker = Tracker(cfg.tracking.uri, safe=True)
@@ -502,16 +502,3 @@ def _publish_last_sample(monitor: Any) -> None:
     except Exception as error:  # noqa: BLE001 - monitoring must never fail training
         logger.warning("could not log the last system-metrics sample: %s", error)
 
-
-def run_training(cfg: Vega3DConfig, parent_run_id: str | None = None) -> str:
-    """Pipeline stage entry: train per ``cfg`` (resuming from ``train.output_uri``) and return the model URI.
-
-    ``cfg`` has resolved local paths (``Vega3DConfig.with_paths_under_root``). With ``train.nproc`` > 1 and not
-    already inside torchrun, torchrun starts that many local ranks (:mod:`vega3d.train.launch`); otherwise
-    this process trains as its rank. With ``tracking.uri`` set, rank 0 logs to a ``train`` child run of
-    ``parent_run_id`` (or of a new parent run when none is given); an unreachable server costs a warning
-    and training goes on.
-    """
-    from vega3d.train.launch import launch_training
-
-    return launch_training(cfg, cfg.train.nproc, parent_run_id).model_uri

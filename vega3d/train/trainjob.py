@@ -306,6 +306,9 @@ class _NodeZeroLogs:
         self.total = 0
 
     def poll(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         try:
             pods = self.core_api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
             started = [p for p in pods if p.status is not None and p.status.phase != "Pending"]
@@ -320,7 +323,7 @@ class _NodeZeroLogs:
                 pod, self.namespace, container=NODE_CONTAINER, timestamps=True, since_seconds=since
             )
             self.read_at = now
-        except Exception as error:  # logs are best effort; the TrainJob status decides
+        except (ApiException, HTTPError, OSError) as error:  # logs are best effort; the TrainJob status decides
             logger.debug("node-0 logs unavailable: %s", error)
             return
         for raw in (text or "").splitlines():
@@ -360,6 +363,8 @@ def run_trainjob(
     of another run raises :class:`TrainJobError` untouched. The TrainJob this call created or adopted is
     deleted on exit (success, failure or interruption).
     """
+    from kubernetes.client.exceptions import ApiException
+
     from vega3d import storage
 
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
@@ -373,7 +378,7 @@ def run_trainjob(
         while True:
             try:
                 trainjob = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except Exception as error:
+            except ApiException as error:
                 code = _status_code(error)
                 if code == 404:
                     raise TrainJobDeleted(f"TrainJob {namespace}/{name} was deleted while running") from error
@@ -410,12 +415,14 @@ def _create_or_adopt(
     """Create the TrainJob. If one of that name exists and carries the same ``RUN_LABEL`` (an earlier attempt
     of this step, e.g. after the launcher pod was preempted), adopt it while it runs or has completed, and
     replace it when it failed; a TrainJob of another run is never touched."""
+    from kubernetes.client.exceptions import ApiException
+
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
     try:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
         logger.info("created TrainJob %s/%s", namespace, name)
         return
-    except Exception as error:
+    except ApiException as error:
         if _status_code(error) != 409:
             raise
         conflict = error
@@ -434,7 +441,7 @@ def _create_or_adopt(
     while True:
         try:
             api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except Exception as error:
+        except ApiException as error:
             if _status_code(error) == 404:
                 break
             raise
@@ -447,12 +454,14 @@ def _create_or_adopt(
 
 def _delete(api: Any, namespace: str, name: str) -> None:
     """Delete the TrainJob and (foreground) its JobSet and pods; a missing job is fine, errors are logged."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
         api.delete_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, body={"propagationPolicy": "Foreground"}
         )
         logger.info("deleted TrainJob %s/%s", namespace, name)
-    except Exception as error:
+    except ApiException as error:
         if _status_code(error) != 404:
             logger.warning("could not delete TrainJob %s/%s: %s", namespace, name, error)
 

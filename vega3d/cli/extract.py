@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import PresetOption, SetOption, config_from_options
 
 logger = logging.getLogger(__name__)
 

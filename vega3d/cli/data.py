@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import PresetOption, SetOption, config_from_options
 
 if TYPE_CHECKING:
-    from vega3d.config import SyntheticConfig
     from vega3d.data.check import Problem
 
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
@@ -31,16 +30,6 @@ def print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         table.add_row(problem.path, problem.problem, problem.fix)
     Console(width=160).print(table)
-
-
-def synthesize_root(root: Path, cfg: SyntheticConfig) -> int:
-    """Write the synthetic scenes and their raw benchmark files; returns the number of scenes."""
-    from vega3d.testing.synthetic import synthesize_scenes
-    from vega3d.testing.synthetic_benchmarks import write_benchmarks
-
-    truths = synthesize_scenes(root, cfg)
-    write_benchmarks(root, truths, cfg.seed)
-    return len(truths)
 
 
 @app.command()
@@ -71,6 +60,8 @@ def synth(
     except ValidationError as error:
         raise typer.BadParameter(format_validation_error(error)) from None
     target = root or Path(cfg.data.root)
+    from vega3d.testing.synthetic_benchmarks import synthesize_root
+
     count = synthesize_root(target, synthetic)
     typer.echo(f"wrote {count} synthetic scenes and the benchmark files under {target}")
 
