@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from kfp import kubernetes
 
+from vega3d.cluster.secrets import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, S3_SECRET, S3_SECRET_KEYS
+
 GPU_STEPS = ("extract", "train", "evaluate")
 CPU_STEPS = ("setup", "decide", "skip", "prep", "report", "finalize")
 # Presets that run on CPUs (tiny random models): their GPU steps request no GPU and small CPU/memory.
@@ -27,15 +29,10 @@ class Placement:
     """
 
     gpu: bool = True
-    s3_secret: str = "vega3d-s3"
-    s3_secret_keys: dict[str, str] = field(
-        default_factory=lambda: {"access-key": "AWS_ACCESS_KEY_ID", "secret-key": "AWS_SECRET_ACCESS_KEY",
-                                 "endpoint": "AWS_ENDPOINT_URL"}
-    )
-    mlflow_secret: str = "vega3d-mlflow"
-    mlflow_secret_keys: dict[str, str] = field(
-        default_factory=lambda: {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
-    )
+    s3_secret: str = S3_SECRET
+    s3_secret_keys: dict[str, str] = field(default_factory=lambda: dict(S3_SECRET_KEYS))
+    mlflow_secret: str = MLFLOW_SECRET
+    mlflow_secret_keys: dict[str, str] = field(default_factory=lambda: dict(MLFLOW_SECRET_KEYS))
     shm_size: str = "64Gi"
     cpu_request: dict[str, str] = field(
         default_factory=lambda: {"prep": "4", "extract": "8", "train": "32", "evaluate": "8", "report": "1"}

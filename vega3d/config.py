@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 TaskName = Literal["scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d"]
-ALL_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
+ALL_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")  # the one task list
+GROUNDING_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer")  # answered by the grounding head
+PROPOSAL_TASKS: tuple[str, ...] = (*GROUNDING_TASKS, "scan2cap")  # read detector proposals
 SamplingName = Literal["uniform", "max-coverage", "mc-ratio95"]
 FusionName = Literal["token_gated", "add", "concat", "weighted", "gated", "cross_attention", "only", "none"]
 BackboneName = Literal[

@@ -9,5 +9,5 @@ Public API (import from the submodules; this package stays light so ``vega3d --h
 * ``store.FeatureStore(uri).get(key) / .put(key, tensor, scene, frame_ids)``, ``store.feature_key``,
   ``store.FeatureSpec(...).feature_id``, ``store.validate_feature_set``.
 * ``extract.extract_features(cfg, encoder, store_uri, ...)`` (the ``vega3d extract`` stage).
-* ``tiny.write_tiny_checkpoints(models_dir)`` (tiny random checkpoints of every family, real formats).
+* tiny random checkpoints of every family in the real formats: ``vega3d.testing.tiny_generative``.
 """

@@ -22,12 +22,10 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from vega3d.model.configuration import Vega3DConfigHF
+from vega3d.model.configuration import IGNORE_INDEX, Vega3DConfigHF
 from vega3d.model.fusion import WeightedFusion, build_fusion, frames_multiplier
 from vega3d.model.grounding import InfoNCEGroundHead, infonce_loss, object_features
 from vega3d.model.position_encoding import Sin3DPositionEncoding, encode_positions
-
-IGNORE_INDEX = -100
 
 
 def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Sequential:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from vega3d.model.configuration import QWEN_IM_END, QWEN_IM_START
+from vega3d.model.configuration import IGNORE_INDEX, QWEN_IM_END, QWEN_IM_START
 from vega3d.model.tokenizer import GROUND_TOKEN, IMAGE_TOKEN
 
 if TYPE_CHECKING:
@@ -21,13 +21,11 @@ if TYPE_CHECKING:
 
     from vega3d.config import ModelConfig
 
-IGNORE_INDEX = -100
 SYSTEM_PROMPT = "You are a helpful assistant."
 SPATIAL_INSTRUCTION = (
     "The video captures 3D spatial information of a scene. Please focus on the spatial relationships in the "
     "video and answer the following questions."
 )
-GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 Mode = Literal["train", "generate", "ground"]
 
 
@@ -96,8 +94,3 @@ def encode_record(
         input_ids += ids
         labels += ids if trained else [IGNORE_INDEX] * len(ids)
     return EncodedPrompt(input_ids, labels, "".join(text for text, _ in pieces))
-
-
-def is_grounding(record: dict[str, Any]) -> bool:
-    """Grounding records (ScanRefer, Multi3DRefer) train the grounding head, not the LM."""
-    return record.get("task") in GROUNDING_TASKS

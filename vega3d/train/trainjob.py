@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import yaml
 
+from vega3d.cluster.secrets import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, S3_SECRET, S3_SECRET_KEYS
+
 logger = logging.getLogger(__name__)
 
 GROUP = "trainer.kubeflow.org"
@@ -43,12 +45,6 @@ PATCH_MANAGER = "vega3d.io/trainjob-launcher"
 RUN_LABEL = "vega3d.io/run"
 #: The namespaced TrainingRuntime shipped in manifests/base/trainer-runtime.yaml.
 DEFAULT_RUNTIME = "vega3d-torch-deepspeed"
-#: Secrets created by the operator from manifests/secrets (never committed): secret key -> env variable.
-#: The same names as pipelines/placement.py, so pipeline steps and training nodes read the same secrets.
-S3_SECRET = "vega3d-s3"
-S3_SECRET_KEYS = {"access-key": "AWS_ACCESS_KEY_ID", "secret-key": "AWS_SECRET_ACCESS_KEY", "endpoint": "AWS_ENDPOINT_URL"}
-MLFLOW_SECRET = "vega3d-mlflow"
-MLFLOW_SECRET_KEYS = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40  # JobSet derives pod names "<name>-node-0-<index>-<random>" that must stay DNS labels
@@ -90,7 +86,7 @@ def default_secret_env() -> list[SecretEnv]:
 
 
 @dataclass(frozen=True)
-class Placement:
+class NodeResources:
     """Where and with what each training node runs: one pod per node of the GPU pool."""
 
     accelerators_per_node: int = 8
@@ -120,7 +116,7 @@ class TrainJobRequest:
     image: str
     train_args: Sequence[str]
     num_nodes: int = 1
-    placement: Placement = field(default_factory=Placement)
+    placement: NodeResources = field(default_factory=NodeResources)
     runtime: str = DEFAULT_RUNTIME
     runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = "TrainingRuntime"
     env: Mapping[str, str] = field(default_factory=dict)
@@ -486,15 +482,15 @@ def request_from_step(
     run_id: str,
     namespace: str = "vega3d",
     timeout_s: int | None = None,
-    cpu: str = Placement.cpu,
-    memory: str = Placement.memory,
-    shm_size: str = Placement.shm_size,
+    cpu: str = NodeResources.cpu,
+    memory: str = NodeResources.memory,
+    shm_size: str = NodeResources.shm_size,
     environ: Mapping[str, str] | None = None,
 ) -> TrainJobRequest:
     """The TrainJob request of a pipeline train step: the step's GPU count, accelerator, node selector and
     tolerations per node, its plain settings (``FORWARDED_ENV``) and, as owner, the launcher pod."""
     environ = os.environ if environ is None else environ
-    placement = Placement(
+    placement = NodeResources(
         accelerators_per_node=gpus_per_node, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
         shm_size=shm_size, node_selector=dict(node_selector or {}), tolerations=[dict(t) for t in tolerations or []],
     )
