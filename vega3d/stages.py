@@ -125,8 +125,7 @@ def needs_offline_features(config_yaml: str) -> bool:
 
 def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
     """Extract offline generative features of every sampled frame list into the feature store."""
-    from vega3d.generative.extract import default_store_uri, extract_features
-    from vega3d.generative.registry import build_encoder
+    from vega3d.generative.extract import default_store_uri, run_extract
 
     cfg = config_from_yaml(config_yaml)
     tracker = _tracker(cfg)
@@ -134,17 +133,10 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
         data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
-        encoder = build_encoder(local.generative, local.model.pooled_grid, _device())
-        summary = extract_features(local, encoder, store_uri)
+        summary = run_extract(local, store_uri)
         run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
         run.set_tags({"vega3d.feature_id": summary.feature_id})
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _with_features(cfg: Vega3DConfig, feature_id: str) -> Vega3DConfig:
@@ -230,7 +222,8 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
 
 def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark table + plot on the parent run, model registration and the champion gate."""
-    from vega3d.evaluation.report import format_markdown
+    from vega3d.evaluation.report import format_markdown, plot_benchmarks
+    from vega3d.registry import register_and_gate
 
     cfg = config_from_yaml(config_yaml)
     by_task = {m["task"]: {k: v for k, v in m.items() if k != "task"} for m in task_metrics}
@@ -246,28 +239,12 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
         tracker.log_text(parent, markdown, "report/benchmarks.md")
         with tempfile.TemporaryDirectory() as folder:
             plot = Path(folder) / "benchmarks.png"
-            _plot_metrics(by_task, plot)
+            plot_benchmarks(by_task, plot)
             tracker.log_artifact(parent, plot, "report")
-        version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=parent,
-                                         tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
-        metric_names = [m for m in cfg.tracking.gate_metrics if m in flat]
-        decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
-        gate.update({"version": version, "promoted": bool(decision and decision.promoted),
-                     "metrics": metric_names, "decision": str(decision)})
+        gate.update(register_and_gate(tracker, cfg, parent, model_uri, flat, config_digest(cfg)))
         tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
     return {"markdown": markdown, "gate": gate}
 
-
-def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:
-    """Bar chart of this run's paper-table columns (the same chart ``vega3d compare`` draws across runs)."""
-    import math
-
-    from vega3d.compare import RunSummary, comparison_plot
-    from vega3d.evaluation.report import COLUMNS
-
-    names = [f"{c.task}/{c.metric}" for c in COLUMNS]
-    values = {f"{c.task}/{c.metric}": by_task.get(c.task, {}).get(c.metric, math.nan) for c in COLUMNS}
-    comparison_plot([RunSummary("this run", "this run", "FINISHED", (), values)], names, path)
 
 
 def finalize(mlflow_uri: str, experiment: str, job_id: str, state: str, error_message: str | None) -> None:
