@@ -123,7 +123,7 @@ def build_pipeline(
                     multinode_task = _cache(
                         train_multinode(
                             config=config, data=data, feature_id=feature_id, num_nodes=p["num_nodes"],
-                            gpus_per_node=p["num_gpus"],
+                            num_gpus=p["num_gpus"],
                             accelerator_type=p["accelerator_type"], node_selector=p["gpu_node_selector"],
                             tolerations=p["gpu_tolerations"], timeout_s=p["train_timeout_s"],
                         ),

@@ -168,7 +168,7 @@ def train_multinode(
     data_uri: str,
     feature_id: str,
     num_nodes: int,
-    gpus_per_node: int,
+    num_gpus: int,
     accelerator_type: str,
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
@@ -189,11 +189,11 @@ def train_multinode(
     storage.write_text(config_uri, config_to_yaml(cfg))
     tracker = _tracker(cfg)
     parent = _parent_run(tracker, cfg)
-    train_args = ["--preset", config_uri, "--num-gpus", str(gpus_per_node)]
+    train_args = ["--preset", config_uri, "--num-gpus", str(num_gpus)]
     if parent:
         train_args += ["--parent-run-id", parent]
     request = request_from_step(
-        image=image, train_args=train_args, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
+        image=image, train_args=train_args, num_nodes=num_nodes, num_gpus=num_gpus,
         accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations,
         run_id=run_key() or config_digest(cfg), timeout_s=timeout_s,
     )

@@ -52,7 +52,7 @@ def test_step_request_forwards_settings_but_never_credential_values():
         "NCCL_DEBUG": "",
     }
     request = tj.request_from_step(
-        image="ghcr.io/vega3d/vega3d-cuda:0.1.0", train_args=["--preset", "wan_t2v"], num_nodes=4, gpus_per_node=8,
+        image="ghcr.io/vega3d/vega3d-cuda:0.1.0", train_args=["--preset", "wan_t2v"], num_nodes=4, num_gpus=8,
         accelerator_type="nvidia.com/gpu", node_selector=GPU_POOL, tolerations=[GPU_TAINT], run_id="kfp-run-1",
         timeout_s=86400, environ=environ,
     )

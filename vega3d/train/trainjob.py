@@ -475,7 +475,7 @@ def request_from_step(
     image: str,
     train_args: Sequence[str],
     num_nodes: int,
-    gpus_per_node: int,
+    num_gpus: int,
     accelerator_type: str = "nvidia.com/gpu",
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, Any]] | None = None,
@@ -491,7 +491,7 @@ def request_from_step(
     tolerations per node, its plain settings (``FORWARDED_ENV``) and, as owner, the launcher pod."""
     environ = os.environ if environ is None else environ
     placement = NodeResources(
-        accelerators_per_node=gpus_per_node, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
+        accelerators_per_node=num_gpus, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
         shm_size=shm_size, node_selector=dict(node_selector or {}), tolerations=[dict(t) for t in tolerations or []],
     )
     return TrainJobRequest(
