@@ -82,7 +82,8 @@ def build_pipeline(
     preset's (``Placement.for_preset``). ``local=True`` builds the same DAG for kfp.local minus what only a
     cluster has: the cluster placement (kfp.local ignores it, and cannot resolve runtime accelerator
     parameters inside nested groups) and the multi-node TrainJob branch (kfp.local cannot select between two
-    artifacts with OneOf). kfp.local cannot run a pipeline with an optional parameter nobody set, so there
+    artifacts with OneOf); its five evaluations are one ParallelFor (kfp.local runs two at a time) rather than
+    five nodes named by benchmark (which it would run one by one). kfp.local cannot run a pipeline with an optional parameter nobody set, so there
     ``given`` (the names the caller sets) limits the settings declared and handed to setup.
     """
     placement = placement or Placement.for_preset(preset)
@@ -133,14 +134,19 @@ def build_pipeline(
                     train_task = _cache(train(config=config, data=data, feature_id=feature_id), "train")
                 model = dsl.OneOf(multinode_task.outputs["model"], train_task.outputs["model"])
             with dsl.If(p["run_eval"] == True, name="evaluate"):  # noqa: E712 - kfp condition
-                eval_tasks = []
-                for task_name in ALL_TASKS:  # one node per benchmark, named by it in the run graph
-                    eval_task = evaluate(config=config, task=task_name, data=data, model=model, feature_id=feature_id)
-                    eval_tasks.append(_cache(eval_task.set_display_name(f"evaluate {task_name}"), "evaluate"))
-                report_task = _cache(
-                    report(config=config, model=model, task_metrics=[t.outputs["Output"] for t in eval_tasks]),
-                    "report",
-                )
+                if local:  # kfp.local runs ParallelFor iterations two at a time, separate tasks one by one
+                    with dsl.ParallelFor(list(ALL_TASKS), parallelism=2, name="benchmarks") as task_name:
+                        eval_task = _cache(evaluate(config=config, task=task_name, data=data, model=model,
+                                                    feature_id=feature_id), "evaluate")
+                    task_metrics = dsl.Collected(eval_task.outputs["Output"])
+                else:  # one node per benchmark, named by it in the run graph
+                    eval_tasks = [
+                        _cache(evaluate(config=config, task=name, data=data, model=model, feature_id=feature_id)
+                               .set_display_name(f"evaluate {name}"), "evaluate")
+                        for name in ALL_TASKS
+                    ]
+                    task_metrics = [t.outputs["Output"] for t in eval_tasks]
+                report_task = _cache(report(config=config, model=model, task_metrics=task_metrics), "report")
         if local:
             return
         gpu = dict(accelerator_type=p["accelerator_type"], node_selector=p["gpu_node_selector"],
