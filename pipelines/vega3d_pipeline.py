@@ -24,7 +24,7 @@ from components.setup_run import setup_run
 from components.train import train
 from components.train_multinode import train_multinode
 from pipelines.placement import Placement, apply_cpu_step, apply_gpu_step
-from vega3d.config import ALL_TASKS
+from vega3d.benchmarks import ALL_TASKS
 from vega3d.params import RUN_PARAMS, SETTINGS, settings_for
 
 PIPELINE_NAME = "vega3d"

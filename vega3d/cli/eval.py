@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from vega3d.benchmarks import ALL_TASKS
 from vega3d.cli.options import (
     DataRootOption,
     PresetOption,
@@ -28,7 +29,6 @@ from vega3d.cli.options import (
     task_argument,
     with_settings,
 )
-from vega3d.config import ALL_TASKS
 from vega3d.params import to_overrides
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ TrackingUriOption = Annotated[
 
 def task_argument(choices: tuple[str, ...]) -> Any:
     """The benchmark argument: its choices in the usage line and in shell completion."""
-    return typer.Argument(metavar="{" + "|".join(choices) + "}", autocompletion=lambda: list(choices),
+    return typer.Argument(metavar="TASK", autocompletion=lambda: list(choices),
                           help=f"Benchmark: one of {', '.join(choices)}.")
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vega3d.config import GROUNDING_TASKS, PROPOSAL_TASKS
+from vega3d.benchmarks import GROUNDING_TASKS, PROPOSAL_TASKS
 from vega3d.model.configuration import QWEN_IM_END
 from vega3d.model.grounding import caption_box, select_scanrefer
 from vega3d.model.prompts import encode_record, use_spatial_instruction

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from vega3d import storage
-from vega3d.config import ALL_TASKS as TASKS
-from vega3d.config import GROUNDING_TASKS
+from vega3d.benchmarks import ALL_TASKS as TASKS
+from vega3d.benchmarks import GROUNDING_TASKS
 from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.layout import DataLayout
 from vega3d.evaluation import captions, grounding, qa

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from vega3d.config import GROUNDING_TASKS
+from vega3d.benchmarks import GROUNDING_TASKS
 
 TASK_GROUPS: dict[str, tuple[str, ...]] = {
     "qa": ("scanqa", "sqa3d"),
