@@ -43,7 +43,7 @@ def run_direct(params: dict) -> dict[str, float]:
     """Every stage in this process, as the components call them; returns seconds per stage."""
     from vega3d import stages
     from vega3d.config import ALL_TASKS
-    from vega3d.runs import pipeline_overrides
+    from vega3d.params import pipeline_overrides
 
     seconds: dict[str, float] = {}
 
@@ -55,10 +55,10 @@ def run_direct(params: dict) -> dict[str, float]:
 
     run_key = params["run_id"]
     os.environ[stages.RUN_KEY_ENV] = run_key  # what run_local sets for the steps
-    dotted = pipeline_overrides(max_steps=params["max_steps"], nproc=1, extra=params["overrides"])
+    dotted = pipeline_overrides(params)
     config, _ = timed("setup_run", lambda: stages.setup_run(
         params["preset"], dotted, params["storage_root"], params["data_uri"], params["mlflow_uri"],
-        params["experiment"], run_key,
+        params["experiment"], job_id=run_key,
     ))
     data_uri = timed("prep", lambda: stages.prep(config))["uri"]
     feature_id = ""

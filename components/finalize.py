@@ -6,7 +6,7 @@ from components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def finalize(mlflow_uri: str, experiment: str, run_id: str, job_id: str, status: dsl.PipelineTaskFinalStatus):
+def finalize(mlflow_uri: str, experiment: str, job_id: str, status: dsl.PipelineTaskFinalStatus):
     """Close the MLflow parent run: FINISHED when every step succeeded, FAILED otherwise.
 
     Runs as the pipeline's exit handler, so it also runs when a step fails.
@@ -14,10 +14,9 @@ def finalize(mlflow_uri: str, experiment: str, run_id: str, job_id: str, status:
     Args:
         mlflow_uri: MLflow tracking URI; empty disables tracking.
         experiment: MLflow experiment name.
-        run_id: Key of this pipeline run in MLflow (empty: the Kubeflow run id).
         job_id: The Kubeflow run id (filled in by the pipeline).
         status: Final status of the steps inside the exit handler.
     """
     from vega3d import stages
 
-    stages.finalize(mlflow_uri, experiment, run_id or job_id, status.state, status.error_message)
+    stages.finalize(mlflow_uri, experiment, job_id, status.state, status.error_message)

@@ -12,7 +12,7 @@ def train_multinode(
     data: Input[Dataset],
     feature_id: str,
     num_nodes: int,
-    gpus_per_node: int,
+    num_gpus: int,
     accelerator_type: str,
     node_selector: dict,
     tolerations: list,
@@ -32,7 +32,7 @@ def train_multinode(
         data: The prepared data set from prep.
         feature_id: Offline feature id from extract, or empty.
         num_nodes: Nodes of the TrainJob.
-        gpus_per_node: GPUs (torchrun processes) per node.
+        num_gpus: GPUs (torchrun processes) per node.
         accelerator_type: Kubernetes GPU resource name.
         node_selector: Node selector of the GPU node pool.
         tolerations: Tolerations of the GPU node pool.
@@ -44,7 +44,7 @@ def train_multinode(
     from vega3d import stages
 
     result = stages.train_multinode(
-        config, data.metadata["uri"], feature_id, num_nodes, gpus_per_node, accelerator_type, node_selector,
+        config, data.metadata["uri"], feature_id, num_nodes, num_gpus, accelerator_type, node_selector,
         tolerations, image, trainjob.path, timeout_s,
     )
     model.metadata.update({"uri": result["uri"], "trainjob": result["trainjob"]})

@@ -36,7 +36,11 @@ def run_local(
     cached_steps: Iterable[str] = (),
     run_id: str | None = None,
 ) -> LocalRun:
-    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran)."""
+    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran).
+
+    ``run_id`` plays the Kubeflow run id (the MLflow key of the run, default ``local-<hex>``); a ``run_name``
+    in ``params`` only names the MLflow parent run, as in the cluster.
+    """
     from kfp import local
 
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
@@ -54,7 +58,7 @@ def run_local(
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     before = set(pipeline_root.iterdir())
     try:
-        build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
+        build_pipeline(cached_steps, local=True, given=params)(**params)
     except RuntimeError as error:
         raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)

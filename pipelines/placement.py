@@ -6,30 +6,33 @@ node selector and tolerations, /dev/shm as a memory emptyDir, retries (spot/pree
 timeouts; every step that reads storage or MLflow gets the credentials from Kubernetes secrets as env.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 from kfp import kubernetes
 
+from vega3d.cluster.secrets import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, S3_SECRET, S3_SECRET_KEYS
+
 GPU_STEPS = ("extract", "train", "evaluate")
 CPU_STEPS = ("setup", "decide", "skip", "prep", "report", "finalize")
-
-DEFAULT_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
-DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+# Presets that run on CPUs (tiny random models): their GPU steps request no GPU and small CPU/memory.
+CPU_PRESETS = ("tiny",)
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Compile-time resources of the steps (node selector and tolerations are runtime parameters)."""
+    """Compile-time resources of the steps (node selector and tolerations are runtime parameters).
 
-    s3_secret: str = "vega3d-s3"
-    s3_secret_keys: dict[str, str] = field(
-        default_factory=lambda: {"access-key": "AWS_ACCESS_KEY_ID", "secret-key": "AWS_SECRET_ACCESS_KEY",
-                                 "endpoint": "AWS_ENDPOINT_URL"}
-    )
-    mlflow_secret: str = "vega3d-mlflow"
-    mlflow_secret_keys: dict[str, str] = field(
-        default_factory=lambda: {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
-    )
+    ``gpu=False`` places the GPU steps like CPU steps (no accelerator, node pool, /dev/shm); ``for_preset``
+    picks the resources a preset needs, each field still overridable with ``dataclasses.replace``.
+    """
+
+    gpu: bool = True
+    s3_secret: str = S3_SECRET
+    s3_secret_keys: dict[str, str] = field(default_factory=lambda: dict(S3_SECRET_KEYS))
+    mlflow_secret: str = MLFLOW_SECRET
+    mlflow_secret_keys: dict[str, str] = field(default_factory=lambda: dict(MLFLOW_SECRET_KEYS))
     shm_size: str = "64Gi"
     cpu_request: dict[str, str] = field(
         default_factory=lambda: {"prep": "4", "extract": "8", "train": "32", "evaluate": "8", "report": "1"}
@@ -43,6 +46,15 @@ class Placement:
                                  "evaluate": 12 * 3600, "report": 3600}
     )
     retries: dict[str, int] = field(default_factory=lambda: {"extract": 2, "train": 2, "evaluate": 2})
+
+    @classmethod
+    def for_preset(cls, preset: str, gpu: bool | None = None) -> Placement:
+        """Resources of ``preset``: CPU presets (tiny) get small CPU requests and no GPU; ``gpu`` overrides."""
+        if preset not in CPU_PRESETS:
+            return cls() if gpu is None else cls(gpu=gpu)
+        return cls(gpu=bool(gpu), shm_size="1Gi", cpu_request={step: "2" for step in (*GPU_STEPS, "prep")} | {"report": "1"},
+                   memory_request={step: "8G" for step in (*GPU_STEPS, "prep")} | {"report": "2G"},
+                   timeout_s={step: 3600 for step in (*GPU_STEPS, "prep", "report")})
 
 
 def apply_credentials(task, placement: Placement):

@@ -71,28 +71,9 @@ def comparison_table(runs: list[RunSummary], metrics: list[str], by: list[str]) 
 
 def comparison_plot(runs: list[RunSummary], metrics: list[str], path: str | Path) -> None:
     """Grouped bar chart: metrics on the x axis, one bar per run labelled with its group."""
-    import matplotlib
+    from vega3d.evaluation.report import bar_chart
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from vega3d.storage import atomic_local_path
-
-    positions = np.arange(len(metrics))
-    width = 0.8 / max(len(runs), 1)
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(metrics)), 4.0))
-    for index, run in enumerate(runs):
-        values = [0.0 if math.isnan(run.metrics[m]) else run.metrics[m] for m in metrics]
-        label = "/".join(run.group) + f" ({run.name})"
-        axes.bar(positions + index * width, values, width, label=label)
-    axes.set_xticks(positions + width * (len(runs) - 1) / 2, metrics, rotation=30, ha="right")
-    axes.set_ylabel("score")
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    with atomic_local_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    plt.close(figure)
+    bar_chart({"/".join(run.group) + f" ({run.name})": run.metrics for run in runs}, metrics, path)
 
 
 def compare_command(

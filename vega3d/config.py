@@ -16,8 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-TaskName = Literal["scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d"]
-ALL_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
+from vega3d.benchmarks import ALL_TASKS, GROUNDING_TASKS, PROPOSAL_TASKS  # noqa: F401 - re-exported
+
+TaskName = Literal[ALL_TASKS]  # the one task list lives in vega3d.benchmarks
 SamplingName = Literal["uniform", "max-coverage", "mc-ratio95"]
 FusionName = Literal[
     "token_gated", "add", "concat", "weighted", "gated", "cross_attention", "only", "none",

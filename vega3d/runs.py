@@ -1,7 +1,7 @@
 """A pipeline run's configuration: pipeline parameters -> one resolved, content-addressed config.
 
-Pipeline parameters are flat (what a user types in the Kubeflow UI); ``resolve_run_config`` turns them into
-the full ``Vega3DConfig`` with every output URI placed under the storage root by a digest of the config, so
+Pipeline parameters are flat (what a user types in the Kubeflow UI; declared in ``vega3d.params``, which turns
+them into dotted overrides); ``resolve_run_config`` turns preset + overrides into the full ``Vega3DConfig`` with every output URI placed under the storage root by a digest of the config, so
 the same settings always write to the same place (cache hits and reruns find their outputs) and different
 settings never collide.
 """
@@ -15,42 +15,6 @@ import yaml
 
 from vega3d import storage
 from vega3d.config import Vega3DConfig, build_config, load_config
-
-# Sentinels meaning "keep the preset's value" for the flat pipeline parameters.
-UNSET_STR = ""
-UNSET_NUM = -1
-
-
-def pipeline_overrides(
-    backbone: str = UNSET_STR,
-    fusion: str = UNSET_STR,
-    sampling: str = UNSET_STR,
-    frames: int = UNSET_NUM,
-    timestep: int = UNSET_NUM,
-    block: int = UNSET_NUM,
-    lr: float = UNSET_NUM,
-    vision_lr: float = UNSET_NUM,
-    epochs: float = UNSET_NUM,
-    max_steps: int = UNSET_NUM,
-    nproc: int = UNSET_NUM,
-    extra: list[str] | None = None,
-) -> list[str]:
-    """Dotted overrides for the parameters that were set (sentinels are skipped), then ``extra``."""
-    pairs = [
-        ("generative.backbone", backbone, UNSET_STR),
-        ("model.fusion", fusion, UNSET_STR),
-        ("data.sampling", sampling, UNSET_STR),
-        ("data.frames_upbound", frames, UNSET_NUM),
-        ("generative.timestep", timestep, UNSET_NUM),
-        ("generative.block", block, UNSET_NUM),
-        ("train.lr", lr, UNSET_NUM),
-        ("train.vision_lr", vision_lr, UNSET_NUM),
-        ("train.epochs", epochs, UNSET_NUM),
-        ("train.max_steps", max_steps, UNSET_NUM),
-        ("train.nproc", nproc, UNSET_NUM),
-    ]
-    overrides = [f"{key}={value}" for key, value, unset in pairs if value != unset]
-    return overrides + list(extra or [])
 
 
 def config_digest(cfg: Vega3DConfig) -> str:

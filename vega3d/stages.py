@@ -36,15 +36,25 @@ def _tracker(cfg: Vega3DConfig, safe: bool = True):
     return Tracker(cfg.tracking.uri, safe=safe)
 
 
+def run_key(job_id: str = "") -> str:
+    """The one key of the current pipeline run in MLflow: the Kubeflow run id.
+
+    Every step reads it from ``VEGA3D_PIPELINE_RUN_ID`` (the pod's run-id label in the cluster, set by the local
+    runner on one machine); setup and the exit handler, which also receive the run id as ``job_id``, fall back
+    to it only when the variable is missing. A user-given run name never becomes a key (it names the run).
+    """
+    return os.environ.get(RUN_KEY_ENV) or job_id
+
+
 def _parent_run(tracker, cfg: Vega3DConfig) -> str | None:
     """The parent run of the current pipeline run (None when tracking is off or the key is unknown)."""
-    run_key = os.environ.get(RUN_KEY_ENV)
+    key = run_key()
     if not tracker.enabled:
         return None
-    if not run_key:
+    if not key:
         logger.warning("%s is not set: this step's MLflow run is not attached to a pipeline run", RUN_KEY_ENV)
         return None
-    return tracker.start_pipeline_run(cfg.tracking.experiment, run_key, cfg.preset)
+    return tracker.start_pipeline_run(cfg.tracking.experiment, key, cfg.preset)
 
 
 def _local_config(cfg: Vega3DConfig, data_dir: Path) -> Vega3DConfig:
@@ -70,15 +80,22 @@ def setup_run(
     data_uri: str,
     mlflow_uri: str,
     experiment: str,
-    run_key: str,
+    run_name: str = "",
+    job_id: str = "",
 ) -> tuple[str, str]:
-    """Resolve and validate the config; open the MLflow parent run. Returns (config YAML, parent run id or "")."""
+    """Resolve and validate the config; open the MLflow parent run. Returns (config YAML, parent run id or "").
+
+    The parent run is keyed by ``run_key(job_id)`` like every other step's lookup, and named ``run_name``
+    (default: the key).
+    """
     cfg = resolve_run_config(preset, overrides, storage_root, data_uri, mlflow_uri or None, experiment)
     tracker = _tracker(cfg, safe=False)
     parent = None
     if tracker.enabled:
+        key = run_key(job_id)
         parent = tracker.start_pipeline_run(
-            experiment, run_key, cfg.preset, data_version=data_uri, tags={"vega3d.config_digest": config_digest(cfg)}
+            experiment, key, cfg.preset, data_version=data_uri, run_name=run_name or key,
+            tags={"vega3d.config_digest": config_digest(cfg)},
         )
         tracker.log_params_flat(parent, cfg.model_dump(mode="json"))
     return config_to_yaml(cfg), parent or ""
@@ -108,8 +125,7 @@ def needs_offline_features(config_yaml: str) -> bool:
 
 def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
     """Extract offline generative features of every sampled frame list into the feature store."""
-    from vega3d.generative.extract import default_store_uri, extract_features
-    from vega3d.generative.registry import build_encoder
+    from vega3d.generative.extract import default_store_uri, run_extract
 
     cfg = config_from_yaml(config_yaml)
     tracker = _tracker(cfg)
@@ -118,20 +134,13 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
         data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
-        encoder = build_encoder(local.generative, local.model.pooled_grid, _device())
-        summary = extract_features(local, encoder, store_uri)
+        summary = run_extract(local, store_uri)
         run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
         run.set_tags({"vega3d.feature_id": summary.feature_id})
         from vega3d.viewer.features import log_extract_pictures  # issue 20: feature pictures of a few scenes
 
-        log_extract_pictures(tracker, parent, local, encoder)
+        log_extract_pictures(tracker, parent, local, store_uri, summary.feature_id)
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _with_features(cfg: Vega3DConfig, feature_id: str) -> Vega3DConfig:
@@ -163,7 +172,7 @@ def train_multinode(
     data_uri: str,
     feature_id: str,
     num_nodes: int,
-    gpus_per_node: int,
+    num_gpus: int,
     accelerator_type: str,
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
@@ -184,13 +193,13 @@ def train_multinode(
     storage.write_text(config_uri, config_to_yaml(cfg))
     tracker = _tracker(cfg)
     parent = _parent_run(tracker, cfg)
-    train_args = ["--preset", config_uri, "--nproc", str(gpus_per_node)]
+    train_args = ["--preset", config_uri, "--num-gpus", str(num_gpus)]
     if parent:
         train_args += ["--parent-run-id", parent]
     request = request_from_step(
-        image=image, train_args=train_args, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
+        image=image, train_args=train_args, num_nodes=num_nodes, num_gpus=num_gpus,
         accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations,
-        run_id=os.environ.get(RUN_KEY_ENV) or config_digest(cfg), timeout_s=timeout_s,
+        run_id=run_key() or config_digest(cfg), timeout_s=timeout_s,
     )
     custom_api, core_api = kubernetes_apis()
     outcome = run_trainjob(custom_api, build_trainjob(request), timeout_s, core_api=core_api,
@@ -200,8 +209,8 @@ def train_multinode(
 
 def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature_id: str) -> dict[str, float]:
     """Evaluate one benchmark with the trained model; returns the task's metrics (flat, unprefixed)."""
-    from vega3d.evaluation.commands import evaluate_task
     from vega3d.evaluation.mlflow_log import log_eval_result
+    from vega3d.evaluation.run import evaluate as evaluate_benchmark
 
     cfg = _with_features(config_from_yaml(config_yaml), feature_id)
     tracker = _tracker(cfg)
@@ -210,14 +219,15 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
         local = _local_config(cfg, data_dir)
         model_dir = staging.stage_down(model_uri)
         local = local.model_copy(update={"model": local.model.model_copy(update={"checkpoint": str(model_dir)})})
-        result = evaluate_task(local, task, None, None, None, strict=False, meteor=True, progress=False)
+        result = evaluate_benchmark(local, task, strict=False, meteor=True, progress=False)
         log_eval_result(tracker, run.run_id, result)
     return {"task": task, **{k: float(v) for k, v in result.metrics.items()}}
 
 
 def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark table + plot on the parent run, model registration and the champion gate."""
-    from vega3d.evaluation.report import format_markdown
+    from vega3d.evaluation.report import format_markdown, plot_benchmarks
+    from vega3d.registry import register_and_gate
     from vega3d.viewer.report import log_run_pictures, write_run_pictures  # issue 20: viewer, curves
 
     cfg = config_from_yaml(config_yaml)
@@ -236,39 +246,22 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
         tracker.log_text(parent, markdown, "report/benchmarks.md")
         with tempfile.TemporaryDirectory() as folder:
             plot = Path(folder) / "benchmarks.png"
-            _plot_metrics(by_task, plot)
+            plot_benchmarks(by_task, plot)
             tracker.log_artifact(parent, plot, "report")
         log_run_pictures(tracker, parent, pictures)
-        version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=parent,
-                                         tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
-        metric_names = [m for m in cfg.tracking.gate_metrics if m in flat]
-        decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
-        gate.update({"version": version, "promoted": bool(decision and decision.promoted),
-                     "metrics": metric_names, "decision": str(decision)})
+        gate.update(register_and_gate(tracker, cfg, parent, model_uri, flat, config_digest(cfg)))
         tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
     return {"markdown": markdown, "gate": gate, "viewer_uri": pictures.viewer_uri}
 
 
-def _plot_metrics(by_task: dict[str, dict[str, float]], path: Path) -> None:
-    """Bar chart of this run's paper-table columns (the same chart ``vega3d compare`` draws across runs)."""
-    import math
-
-    from vega3d.compare import RunSummary, comparison_plot
-    from vega3d.evaluation.report import COLUMNS
-
-    names = [f"{c.task}/{c.metric}" for c in COLUMNS]
-    values = {f"{c.task}/{c.metric}": by_task.get(c.task, {}).get(c.metric, math.nan) for c in COLUMNS}
-    comparison_plot([RunSummary("this run", "this run", "FINISHED", (), values)], names, path)
-
-
-def finalize(mlflow_uri: str, experiment: str, run_key: str, state: str, error_message: str | None) -> None:
+def finalize(mlflow_uri: str, experiment: str, job_id: str, state: str, error_message: str | None) -> None:
     """Exit handler: FINISHED when the pipeline succeeded, FAILED otherwise (children left RUNNING too)."""
     if not mlflow_uri:
         return
     from vega3d.tracking import Tracker
 
     tracker = Tracker(mlflow_uri, safe=False)
-    parent = tracker.start_pipeline_run(experiment, run_key, preset="unknown")
+    parent = tracker.start_pipeline_run(experiment, run_key(job_id), preset="unknown")
     status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
     if status == "FAILED" and error_message:
         tracker.set_tags(parent, {"vega3d.error": error_message[:4000]})

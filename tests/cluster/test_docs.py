@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vega3d.cluster.commands import submit_command
+from vega3d.cli.submit import submit_command
 from vega3d.train import trainjob as tj
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -275,7 +275,7 @@ def test_generated_trainjob_validates_structurally():
     request = tj.TrainJobRequest(
         name="vega3d-train-abc", namespace="vega3d", image="ghcr.io/vega3d/vega3d-cuda:0.1.0",
         train_args=["--preset", "wan_t2v"], num_nodes=2, env={"MLFLOW_TRACKING_URI": "http://vega3d-mlflow:5000"},
-        placement=tj.Placement(node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        placement=tj.NodeResources(node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
                                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]),
         deadline_s=3600, owner={"apiVersion": "v1", "kind": "Pod", "name": "launcher", "uid": "u-1"},
     )

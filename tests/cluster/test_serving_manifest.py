@@ -18,7 +18,7 @@ import typer
 import yaml
 
 from tests.cluster.test_manifests import K8S_VERSION, MANIFESTS, _render, _secret_examples, _tool
-from vega3d.ask.serve import serve_command
+from vega3d.cli.serve import serve_command
 
 SERVING = MANIFESTS / "serving"
 SCALARS = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "object": (object,)}

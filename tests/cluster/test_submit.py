@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from vega3d.cli.submit import submit_command
 from vega3d.cluster import submit
-from vega3d.cluster.commands import submit_command
 from vega3d.tracking import PIPELINE_RUN_ID_TAG
 
 
@@ -119,8 +119,9 @@ def test_wait_timeout_is_a_failure():
 class FakeMlflow:
     """MlflowClient stand-in: model versions, their runs' tags and the champion alias."""
 
-    def __init__(self, versions: dict[str, str | None], run_tags: dict[str, dict], champion: str | None):
-        self.versions, self.run_tags, self.champion = versions, run_tags, champion
+    def __init__(self, versions: dict[str, str | None], run_tags: dict[str, dict], champion: str | None,
+                 alias_error: str = "RESOURCE_DOES_NOT_EXIST"):
+        self.versions, self.run_tags, self.champion, self.alias_error = versions, run_tags, champion, alias_error
 
     def search_model_versions(self, filter_string):
         assert filter_string == "name='vega3d'"
@@ -131,8 +132,11 @@ class FakeMlflow:
 
     def get_model_version_by_alias(self, name, alias):
         assert alias == "champion"
-        if self.champion is None:
-            raise RuntimeError("RESOURCE_DOES_NOT_EXIST")
+        if self.champion is None:  # what the MLflow server answers for a missing alias (or a failure)
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos import databricks_pb2
+
+            raise MlflowException(f"alias {alias} on {name}", error_code=getattr(databricks_pb2, self.alias_error))
         return SimpleNamespace(version=self.champion)
 
 
@@ -149,6 +153,14 @@ def test_gate_not_promoted_when_champion_stays():
     assert submit.gate_result(client, "vega3d", "kfp-new") == {"version": "2", "promoted": False, "champion": "1"}
     no_champion = FakeMlflow({"2": "r2"}, TAGS, champion=None)
     assert submit.gate_result(no_champion, "vega3d", "kfp-new")["promoted"] is False
+
+
+def test_gate_does_not_read_a_server_failure_as_no_champion():
+    from mlflow.exceptions import MlflowException
+
+    failing = FakeMlflow({"2": "r2"}, TAGS, champion=None, alias_error="INTERNAL_ERROR")
+    with pytest.raises(MlflowException, match="alias champion"):
+        submit.gate_result(failing, "vega3d", "kfp-new")
 
 
 def test_gate_of_an_unknown_run_is_an_error():

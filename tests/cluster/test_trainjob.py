@@ -23,7 +23,7 @@ def _request(**changes) -> tj.TrainJobRequest:
         image="ghcr.io/vega3d/vega3d-cuda:0.1.0",
         train_args=["--preset", "wan_t2v", "--set", "train.zero_stage=3"],
         num_nodes=2,
-        placement=tj.Placement(
+        placement=tj.NodeResources(
             accelerators_per_node=4, cpu="48", memory="480Gi", shm_size="32Gi",
             node_selector=GPU_POOL, tolerations=[GPU_TAINT],
         ),
@@ -52,7 +52,7 @@ def test_step_request_forwards_settings_but_never_credential_values():
         "NCCL_DEBUG": "",
     }
     request = tj.request_from_step(
-        image="ghcr.io/vega3d/vega3d-cuda:0.1.0", train_args=["--preset", "wan_t2v"], num_nodes=4, gpus_per_node=8,
+        image="ghcr.io/vega3d/vega3d-cuda:0.1.0", train_args=["--preset", "wan_t2v"], num_nodes=4, num_gpus=8,
         accelerator_type="nvidia.com/gpu", node_selector=GPU_POOL, tolerations=[GPU_TAINT], run_id="kfp-run-1",
         timeout_s=86400, environ=environ,
     )
@@ -127,7 +127,7 @@ def test_manifest_env_has_values_and_secret_references_only():
 
 
 def test_cpu_only_request_has_no_accelerator_and_no_placement():
-    manifest = tj.build_trainjob(_request(placement=tj.Placement(accelerators_per_node=0, cpu="4", memory="8Gi")))
+    manifest = tj.build_trainjob(_request(placement=tj.NodeResources(accelerators_per_node=0, cpu="4", memory="8Gi")))
     trainer = manifest["spec"]["trainer"]
     assert "numProcPerNode" not in trainer
     assert trainer["resourcesPerNode"] == {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
@@ -165,7 +165,7 @@ def test_trainjob_name_is_a_short_dns_label_unique_per_run():
         ({"num_nodes": 0}, "num_nodes"),
         ({"image": ""}, "image"),
         ({"env": {"AWS_ACCESS_KEY_ID": "literal"}}, "set twice"),
-        ({"placement": tj.Placement(tolerations=[{"effect": "NoSchedule"}])}, "toleration"),
+        ({"placement": tj.NodeResources(tolerations=[{"effect": "NoSchedule"}])}, "toleration"),
     ],
 )
 def test_bad_requests_are_rejected_with_the_field(changes, message):

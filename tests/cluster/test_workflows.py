@@ -11,7 +11,7 @@ import pytest
 import typer
 import yaml
 
-from vega3d.cluster.commands import submit_command
+from vega3d.cli.submit import submit_command
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -103,7 +103,7 @@ def test_retrain_compiles_submits_waits_and_reports_the_gate():
 def test_retrain_uses_only_options_the_commands_accept():
     script = _script(_load("retrain.yml"), "retrain")
     assert _used_options(script, "vega3d pipeline submit") <= _option_names(submit_command)
-    pipeline_commands = pytest.importorskip("vega3d.pipeline_commands")
+    pipeline_commands = pytest.importorskip("vega3d.cli.pipeline")
     compile_command = typer.main.get_command(pipeline_commands.app).commands["compile"]
     accepted = {opt for param in compile_command.params for opt in param.opts}
     assert _used_options(script, "vega3d pipeline compile") <= accepted

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from tests.model.helpers import COORD, GROUND, IMAGE, collate, frames, tiny_model
-from vega3d.model.modeling_vega3d import PARTS, enable_gradient_checkpointing, parameter_groups, set_trainable
+from vega3d.model.modeling_vega3d import enable_gradient_checkpointing
 from vega3d.model.position_encoding import encode_positions
+from vega3d.train.trainable import PARTS, parameter_groups, set_trainable
 
 
 def mixed_batch(model):

@@ -1,4 +1,5 @@
-"""The compiled pipeline IR: every stage present, GPU placement on the GPU steps only, caching per step."""
+"""The compiled pipeline IR: every stage present, GPU placement on the GPU steps only, caching per step; the run
+form (descriptions, real defaults, per-benchmark names) and placement by preset (tiny: no GPU)."""
 
 import pytest
 import yaml
@@ -6,18 +7,29 @@ from typer.testing import CliRunner
 
 from vega3d.cli import app
 
-GPU_EXECUTORS = {"exec-extract", "exec-train", "exec-evaluate"}
+EVAL_EXECUTORS = {"exec-evaluate", *(f"exec-evaluate-{i}" for i in range(2, 6))}
+GPU_EXECUTORS = {"exec-extract", "exec-train", *EVAL_EXECUTORS}
 CPU_EXECUTORS = {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize", "exec-features-needed",
                  "exec-no-features", "exec-train-multinode"}
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ir") / "vega3d.yaml"
-    result = CliRunner().invoke(app, ["pipeline", "compile", "-o", str(path), "--cache", "prep"])
+def _compile(path, *args):
+    result = CliRunner().invoke(app, ["pipeline", "compile", "-o", str(path), *args])
     assert result.exit_code == 0, result.output
     pipeline_spec, platform_spec = list(yaml.safe_load_all(path.read_text()))
     return pipeline_spec, platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A paper preset's pipeline (GPU requests)."""
+    return _compile(tmp_path_factory.mktemp("ir") / "vega3d.yaml", "--cache", "prep", "--preset", "wan_t2v")
+
+
+@pytest.fixture(scope="module")
+def compiled_tiny(tmp_path_factory):
+    """The default (tiny) preset's pipeline."""
+    return _compile(tmp_path_factory.mktemp("ir") / "tiny.yaml")
 
 
 def test_every_stage_is_compiled(compiled):
@@ -27,7 +39,7 @@ def test_every_stage_is_compiled(compiled):
     for name in ("preset", "backbone", "fusion", "sampling", "frames", "timestep", "block", "lr", "vision_lr",
                  "epochs", "num_gpus", "num_nodes", "storage_root", "mlflow_uri", "experiment", "run_eval"):
         assert name in params, name
-    assert params["preset"]["defaultValue"] == "tiny"
+    assert params["preset"]["defaultValue"] == "wan_t2v"
     assert params["run_eval"]["defaultValue"] is True
 
 
@@ -46,7 +58,8 @@ def test_gpu_placement_only_on_gpu_steps(compiled):
         shm = platform[name]["emptyDirMounts"][0]
         assert (shm["mountPath"], shm["medium"]) == ("/dev/shm", "Memory")
     assert "num_gpus" in executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"]
-    assert "eval_gpus" in executors["exec-evaluate"]["container"]["resources"]["accelerator"]["resourceCount"]
+    for name in EVAL_EXECUTORS:
+        assert "eval_gpus" in executors[name]["container"]["resources"]["accelerator"]["resourceCount"]
     for name in CPU_EXECUTORS:
         assert "accelerator" not in executors[name]["container"].get("resources", {})
         for key in ("nodeSelector", "tolerations", "emptyDirMounts"):
@@ -78,6 +91,7 @@ def test_caching_is_opt_in_per_step(compiled):
     assert cached == {"prep"}
     assert "train-multinode" in all_tasks
     assert "train" in all_tasks and "evaluate" in all_tasks and "report" in all_tasks
+    assert not cached & {"evaluate", "evaluate-2", "evaluate-5"}
 
 
 def test_unknown_cached_step_is_refused():
@@ -85,3 +99,55 @@ def test_unknown_cached_step_is_refused():
 
     with pytest.raises(ValueError, match="unknown steps to cache"):
         build_pipeline(["trian"])
+
+
+def test_every_parameter_has_a_description_and_no_placeholder_default(compiled):
+    pipeline_spec, _ = compiled
+    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    assert len(params) == 25
+    for name, spec in params.items():
+        assert spec.get("description", "").strip(), name
+        assert spec.get("defaultValue") not in (-1, -1.0), name  # no sentinels: optional settings instead
+    for name in ("backbone", "fusion", "frames", "lr", "max_steps"):  # settings: optional, the preset's value
+        assert params[name]["isOptional"] is True and "defaultValue" not in params[name], name
+        assert "Default: the preset's" in params[name]["description"]
+    assert params["fusion"]["description"].endswith("(model.fusion).")
+    assert params["num_gpus"]["defaultValue"] == 1
+
+
+def _tasks(pipeline_spec):
+    found = dict(pipeline_spec["root"]["dag"]["tasks"])
+    for component in pipeline_spec["components"].values():
+        found.update(component.get("dag", {}).get("tasks", {}))
+    return found
+
+
+def test_each_evaluation_is_named_by_its_benchmark(compiled):
+    pipeline_spec, _ = compiled
+    names = sorted(t["taskInfo"]["name"] for t in _tasks(pipeline_spec).values()
+                   if t["componentRef"]["name"].startswith("comp-evaluate"))
+    assert names == sorted(f"evaluate {b}" for b in ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d"))
+    report = _tasks(pipeline_spec)["report"]["inputs"]["parameters"]["task_metrics"]
+    assert len(report["runtimeValue"]["constant"]) == 5  # the report collects all five
+
+
+def test_tiny_steps_request_no_gpu_and_small_cpu(compiled_tiny):
+    pipeline_spec, platform = compiled_tiny
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    assert set(executors) == GPU_EXECUTORS | CPU_EXECUTORS
+    for name, executor in executors.items():
+        resources = executor["container"].get("resources", {})
+        assert "accelerator" not in resources, name
+        assert float(resources.get("cpuRequest", 0)) <= 2, name
+        assert "nodeSelector" not in platform.get(name, {}) and "tolerations" not in platform.get(name, {}), name
+    assert executors["exec-train"]["container"]["resources"]["cpuRequest"] == 2
+    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    assert params["preset"]["defaultValue"] == "tiny"
+
+
+def test_tiny_gpu_requests_stay_overridable(tmp_path):
+    pipeline_spec, _ = _compile(tmp_path / "tiny-gpu.yaml", "--gpu", "--set", "eval.max_samples=4")
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    assert "num_gpus" in executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"]
+    assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["overrides"]["defaultValue"] == [
+        "eval.max_samples=4"]

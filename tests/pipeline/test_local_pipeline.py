@@ -16,7 +16,8 @@ from pipelines.local_run import run_local
 from tests.data.helpers import SMALL_CONFIG
 from vega3d import storage
 from vega3d.evaluation.report import COLUMNS
-from vega3d.runs import pipeline_overrides, resolve_run_config
+from vega3d.params import pipeline_overrides
+from vega3d.runs import resolve_run_config
 from vega3d.testing.demo import prepare_demo_data, upload_data_root
 from vega3d.tracking import PIPELINE_RUN_ID_TAG, STAGE_TAG
 
@@ -84,7 +85,7 @@ def test_full_pipeline_then_cached_rerun(pipeline_env):
     # artifacts: the MLflow report went through the server into the bucket; outputs are under the prefix
     artifacts = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
     assert {"report/benchmarks.md", "report/benchmarks.png"} <= set(artifacts)
-    cfg = resolve_run_config("tiny", pipeline_overrides(max_steps=4, extra=OVERRIDES), params["storage_root"],
+    cfg = resolve_run_config("tiny", pipeline_overrides(params), params["storage_root"],
                              params["data_uri"])
     report_md = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
     assert "VEGA-3D (paper)" in report_md and "| ours |" in report_md
@@ -128,3 +129,20 @@ def test_failing_step_marks_parent_failed_and_leaves_no_partial_objects(pipeline
     keys = _bucket_keys(params["data_uri"])
     assert not [k for k in keys if "/processed/" in k or "/metadata/scannet_select_frames" in k]
     assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
+
+
+def test_run_given_a_name_keeps_one_parent_run_holding_every_child(pipeline_env):
+    """As in the cluster: every step's key is the Kubeflow run id (the pod label), and the user names the run."""
+    params, tmp_path = pipeline_env
+    run = {**params, "overrides": ["train.save_steps=2"], "max_steps": 2, "run_eval": False, "run_name": "nightly-7"}
+    run_local(run, tmp_path / "kfp", run_id="kfp-run-0001")  # sets VEGA3D_PIPELINE_RUN_ID as the pod label does
+    client = MlflowClient(params["mlflow_uri"])
+    exp = client.get_experiment_by_name(params["experiment"])
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [(p.info.run_name, p.data.tags.get(PIPELINE_RUN_ID_TAG)) for p in parents]
+    parent = parents[0]
+    assert parent.info.run_name == "nightly-7" and parent.data.tags[PIPELINE_RUN_ID_TAG] == "kfp-run-0001"
+    children = {r.data.tags[STAGE_TAG] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert children == {"prep", "train"} and len(runs) == 3
+    assert parent.info.status == "FINISHED"

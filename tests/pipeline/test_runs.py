@@ -6,60 +6,16 @@ import pytest
 
 from vega3d import storage
 from vega3d.config import Vega3DConfig, load_config
+from vega3d.params import to_overrides
 from vega3d.runs import (
     config_digest,
     config_from_yaml,
     config_to_yaml,
-    pipeline_overrides,
     resolve_run_config,
 )
 
 ROOT = "s3://bucket/prefix"
 DATA = "s3://bucket/prefix/data"
-
-
-def test_pipeline_overrides_defaults_give_nothing():
-    assert pipeline_overrides() == []
-    assert pipeline_overrides(extra=["eval.max_samples=3"]) == ["eval.max_samples=3"]
-
-
-def test_pipeline_overrides_every_parameter_in_order():
-    overrides = pipeline_overrides(
-        backbone="sd21", fusion="add", sampling="mc-ratio95", frames=16, timestep=200, block=5,
-        lr=1e-4, vision_lr=2e-6, epochs=0.5, max_steps=10, nproc=2, extra=["eval.batch_size=4", "train.seed=1"],
-    )
-    assert overrides == [
-        "generative.backbone=sd21",
-        "model.fusion=add",
-        "data.sampling=mc-ratio95",
-        "data.frames_upbound=16",
-        "generative.timestep=200",
-        "generative.block=5",
-        "train.lr=0.0001",
-        "train.vision_lr=2e-06",
-        "train.epochs=0.5",
-        "train.max_steps=10",
-        "train.nproc=2",
-        "eval.batch_size=4",
-        "train.seed=1",
-    ]
-
-
-def test_pipeline_overrides_skip_sentinels_but_keep_zero():
-    # -1 / -1.0 / "" mean "the preset's value"; 0 is a real value (timestep 0, block 0)
-    overrides = pipeline_overrides(backbone="", fusion="gated", timestep=0, block=0, lr=-1.0, epochs=-1, nproc=-1)
-    assert overrides == ["model.fusion=gated", "generative.timestep=0", "generative.block=0"]
-    cfg = load_config("tiny", overrides)
-    assert (cfg.model.fusion, cfg.generative.timestep, cfg.generative.block) == ("gated", 0, 0)
-    assert cfg.train.lr == load_config("tiny").train.lr
-
-
-def test_pipeline_overrides_load_back_as_typed_values():
-    # "1e-05" is a string to YAML 1.1 (no dot); the config must still read it as the float
-    overrides = pipeline_overrides(lr=1e-05, vision_lr=2e-06, epochs=3.0, frames=8, sampling="max-coverage")
-    cfg = load_config("tiny", overrides)
-    assert (cfg.train.lr, cfg.train.vision_lr, cfg.train.epochs) == (1e-05, 2e-06, 3.0)
-    assert (cfg.data.frames_upbound, cfg.data.sampling) == (8, "max-coverage")
 
 
 def test_resolve_puts_data_and_outputs_under_the_storage_root():
@@ -125,7 +81,7 @@ def test_digest_changes_with_the_data_root():
 
 def test_yaml_round_trip():
     cfg = resolve_run_config(
-        "tiny", pipeline_overrides(fusion="concat", frames=8, lr=5e-4, extra=["eval.tasks=[scanqa, sqa3d]"]),
+        "tiny", to_overrides({"fusion": "concat", "frames": 8, "lr": 5e-4}, ["eval.tasks=[scanqa, sqa3d]"]),
         ROOT, DATA, "http://mlflow:5000", "exp",
     )
     text = config_to_yaml(cfg)
@@ -185,9 +141,9 @@ def test_demo_resolves_the_config_its_pipeline_runs():
     from vega3d.testing.demo import DEMO_PARAMS, demo_overrides
 
     ours = resolve_run_config("tiny", demo_overrides(DEMO_PARAMS), ROOT, DATA)
-    # components/setup_run.py: the same parameters, with num_gpus (default 1) passed as nproc
+    # components/setup_run.py: the same settings, with num_gpus (pipeline default 1) passed as train.nproc
     theirs = resolve_run_config(
-        "tiny", pipeline_overrides(max_steps=DEMO_PARAMS["max_steps"], nproc=1, extra=DEMO_PARAMS["overrides"]),
+        "tiny", to_overrides({"max_steps": DEMO_PARAMS["max_steps"], "num_gpus": 1}, DEMO_PARAMS["overrides"]),
         ROOT, DATA,
     )
     assert config_digest(ours) == config_digest(theirs)

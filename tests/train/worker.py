@@ -24,8 +24,9 @@ from tests.train.helpers import ToyDataset, ToyModel  # noqa: E402
 from vega3d.config import load_config  # noqa: E402
 from vega3d.train import checkpoints as checkpointing  # noqa: E402
 from vega3d.train.collator import Vega3DCollator  # noqa: E402
+from vega3d.train.factory import build_training  # noqa: E402
 from vega3d.train.launch import close_rank, ensure_process_env, exit_rank  # noqa: E402
-from vega3d.train.trainer import Trainer, build_training  # noqa: E402
+from vega3d.train.trainer import Trainer  # noqa: E402
 
 
 def _kill_during_save(step_to_kill: int) -> None:

@@ -124,6 +124,8 @@ def gate_result(mlflow_client: Any, model_name: str, pipeline_run_id: str) -> di
     The report step registers the model version (alias ``candidate``) on a run tagged with the pipeline run
     id and moves ``champion`` to it only when it wins. Returns ``{"version", "promoted", "champion"}``.
     """
+    from mlflow.exceptions import MlflowException
+
     from vega3d.tracking import CHAMPION, PIPELINE_RUN_ID_TAG
 
     ours = []
@@ -141,7 +143,9 @@ def gate_result(mlflow_client: Any, model_name: str, pipeline_run_id: str) -> di
     version = str(max(ours, key=lambda v: int(v.version)).version)
     try:
         champion = str(mlflow_client.get_model_version_by_alias(model_name, CHAMPION).version)
-    except Exception as error:  # no champion alias yet
+    except MlflowException as error:  # only "no such alias" means no champion; anything else is a real failure
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
         logger.debug("no %s alias on %s: %s", CHAMPION, model_name, error)
         champion = None
     return {"version": version, "promoted": champion == version, "champion": champion}

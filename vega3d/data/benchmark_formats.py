@@ -153,8 +153,3 @@ def read_sqa3d(questions_path: str | Path, annotations_path: str | Path) -> list
             "rotation": annotation["rotation"],
         })
     return joined
-
-
-def benchmark_scenes(records: list[dict[str, Any]]) -> set[str]:
-    """Every scene id referenced by a list of raw records."""
-    return {r["scene_id"] for r in records}

@@ -25,11 +25,6 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return inter / (vol_a + vol_b - inter + 1e-8)
 
 
-def box_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
-    """IoU of two boxes."""
-    return float(box_iou_matrix(box_a, box_b)[0, 0])
-
-
 def box_from_points(points: np.ndarray) -> np.ndarray:
     """Tightest axis-aligned box [cx, cy, cz, dx, dy, dz] around [N, 3] points (N >= 1)."""
     points = np.asarray(points, dtype=np.float64)

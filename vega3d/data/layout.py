@@ -123,6 +123,3 @@ class DataLayout:
 
     def models_dir(self) -> Path:
         return self.root / "models"
-
-    def features_dir(self) -> Path:
-        return self.root / "features"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vega3d.benchmarks import GROUNDING_TASKS, PROPOSAL_TASKS
 from vega3d.model.configuration import QWEN_IM_END
 from vega3d.model.grounding import caption_box, select_scanrefer
 from vega3d.model.prompts import encode_record, use_spatial_instruction
@@ -72,7 +73,7 @@ class ModelPredictor:
         features: FeatureSource | None = None,
         cache_size: int = 8,
     ) -> None:
-        if task in ("scanrefer", "multi3drefer", "scan2cap") and proposals is None:
+        if task in PROPOSAL_TASKS and proposals is None:
             raise ValueError(f"{task} needs the predicted boxes of the split (proposals)")
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -127,7 +128,7 @@ class ModelPredictor:
 
     # ------------------------------------------------------------------ tasks
     def __call__(self, records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        if self.task in ("scanrefer", "multi3drefer"):
+        if self.task in GROUNDING_TASKS:
             return self._ground(records)
         if self.task == "scan2cap":
             return self._caption(records)
@@ -210,5 +211,5 @@ def build_predictor(cfg: Vega3DConfig, task: str, split: str) -> ModelPredictor:
     device = eval_device()
     features = open_features(cfg, device)
     model, tokenizer = load_eval_model(cfg, features.channels if features is not None else 0, device)
-    proposals = load_proposals(cfg.data.root, split) if task in ("scanrefer", "multi3drefer", "scan2cap") else None
+    proposals = load_proposals(cfg.data.root, split) if task in PROPOSAL_TASKS else None
     return ModelPredictor(model, tokenizer, cfg, task, proposals, features)

@@ -7,6 +7,7 @@ ScanQA CIDEr/EM | SQA3D EM. A task that was not evaluated shows "-".
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 
@@ -68,3 +69,37 @@ def print_table(ours: Mapping[str, Mapping[str, float]], name: str = "ours", con
     for index, (label, values) in enumerate(table_rows(ours, name)):
         table.add_row(label, *(_cell(v) for v in values), style="bold" if index == 0 else None)
     (console or Console()).print(table)
+
+
+def bar_chart(series: Mapping[str, Mapping[str, float]], metrics: list[str], path: str | Path) -> None:
+    """Grouped bar chart (PNG): ``metrics`` on the x axis, one bar per label of ``series`` (NaN drawn as 0)."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from vega3d.storage import atomic_local_path
+
+    positions = np.arange(len(metrics))
+    width = 0.8 / max(len(series), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(metrics)), 4.0))
+    for index, (label, values) in enumerate(series.items()):
+        heights = [0.0 if math.isnan(values[m]) else values[m] for m in metrics]
+        axes.bar(positions + index * width, heights, width, label=label)
+    axes.set_xticks(positions + width * (len(series) - 1) / 2, metrics, rotation=30, ha="right")
+    axes.set_ylabel("score")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    with atomic_local_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def plot_benchmarks(ours: Mapping[str, Mapping[str, float]], path: str | Path) -> None:
+    """This run's paper-table columns as a bar chart (the chart ``vega3d compare`` draws across runs)."""
+    names = [f"{c.task}/{c.metric}" for c in COLUMNS]
+    values = {f"{c.task}/{c.metric}": ours.get(c.task, {}).get(c.metric, float("nan")) for c in COLUMNS}
+    bar_chart({"this run": values}, names, path)

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from vega3d import storage
+from vega3d.benchmarks import ALL_TASKS as TASKS
+from vega3d.benchmarks import GROUNDING_TASKS
 from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.layout import DataLayout
 from vega3d.evaluation import captions, grounding, qa
 from vega3d.evaluation.predictions import PredictionSet, Problem
 
-TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
 DEFAULT_SPLITS: dict[str, str] = {
     "scanrefer": "val",
     "multi3drefer": "val",
@@ -30,7 +31,6 @@ DEFAULT_SPLITS: dict[str, str] = {
     "scanqa": "val",
     "sqa3d": "test",
 }
-GROUNDING_TASKS: tuple[str, ...] = ("scanrefer", "multi3drefer")
 
 
 @dataclass

@@ -8,6 +8,7 @@ Public API (import from the submodules; this package stays light so ``vega3d --h
   encoder + LRU cache, or offline store by ``generative.feature_id``) and ``.channels``.
 * ``store.FeatureStore(uri).get(key) / .put(key, tensor, scene, frame_ids)``, ``store.feature_key``,
   ``store.FeatureSpec(...).feature_id``, ``store.validate_feature_set``.
-* ``extract.extract_features(cfg, encoder, store_uri, ...)`` (the ``vega3d extract`` stage).
-* ``tiny.write_tiny_checkpoints(models_dir)`` (tiny random checkpoints of every family, real formats).
+* ``extract.run_extract(cfg, store_uri, device, ...)`` (the extract API: ``vega3d extract`` and the pipeline's
+  extract stage), ``extract.extract_features(cfg, encoder, store_uri, ...)`` with a given encoder.
+* tiny random checkpoints of every family in the real formats: ``vega3d.testing.tiny_generative``.
 """

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,22 +134,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def run_extract(
-    cfg: Vega3DConfig,
-    store_uri: str | None = None,
-    device: str = "auto",
-    splits: Sequence[str] = ("train", "val", "test"),
-    strategies: Sequence[str] | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    progress: bool = True,
-) -> ExtractSummary:
-    """Build the encoder of a (path-resolved) config and extract this shard into the store."""
+def run_extract(cfg: Vega3DConfig, store_uri: str | None = None, device: str = "auto", **options: Any) -> ExtractSummary:
+    """The extract API: build the encoder of a (path-resolved) config on ``device`` and extract into the store
+    (default :func:`default_store_uri`); ``options`` are :func:`extract_features`'s (splits, strategies, shard
+    index and count, progress)."""
     from vega3d.generative.registry import build_encoder
 
     encoder = build_encoder(cfg.generative, cfg.model.pooled_grid, resolve_device(device))
-    return extract_features(cfg, encoder, store_uri or default_store_uri(cfg), splits, strategies,
-                            shard_index, num_shards, progress)
+    return extract_features(cfg, encoder, store_uri or default_store_uri(cfg), **options)
 
 
 def run_workers(base_args: Sequence[str], workers: int, shard_index: int, num_shards: int) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from vega3d.errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
@@ -71,10 +73,6 @@ UMT5_ORIGINAL_TO_HF: tuple[tuple[str, str], ...] = (
 )
 # Tied to shared.weight in UMT5EncoderModel; absent from the original file.
 UMT5_TIED_KEYS = ("encoder.embed_tokens.weight",)
-
-
-class CheckpointError(FileNotFoundError):
-    """A checkpoint file is missing, unreadable or does not match what the configuration expects."""
 
 
 def assets_dir(name: str) -> Path:

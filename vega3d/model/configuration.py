@@ -14,6 +14,7 @@ from vega3d.config import ModelConfig
 
 # Qwen2 ChatML special tokens present in every Qwen2 tokenizer (also in the tiny one we train).
 QWEN_PAD_TOKEN = "<|endoftext|>"
+IGNORE_INDEX = -100  # label of tokens the LM loss skips (prompt, visual tokens, padding)
 QWEN_IM_START = "<|im_start|>"
 QWEN_IM_END = "<|im_end|>"
 

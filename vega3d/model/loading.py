@@ -25,6 +25,7 @@ import torch
 from transformers.initialization import no_init_weights
 
 from vega3d.config import ModelConfig
+from vega3d.errors import CheckpointError
 from vega3d.model.configuration import Vega3DConfigHF, build_hf_config
 from vega3d.model.modeling_vega3d import Vega3DModel, enable_gradient_checkpointing
 from vega3d.model.tokenizer import add_special_tokens, load_tokenizer
@@ -64,10 +65,6 @@ _LLM_FIELDS = [
     ("num_key_value_heads", "num_key_value_heads"), ("vocab_size", "vocab_size"),
     ("rope_theta", "rope_theta"), ("rms_norm_eps", "rms_norm_eps"), ("tie_word_embeddings", "tie_word_embeddings"),
 ]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder does not match the model: names the folder and the offending keys/fields."""
 
 
 def asset_config(name: str) -> dict[str, Any]:

@@ -22,12 +22,10 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from vega3d.model.configuration import Vega3DConfigHF
+from vega3d.model.configuration import IGNORE_INDEX, Vega3DConfigHF
 from vega3d.model.fusion import WeightedFusion, build_fusion, frames_multiplier, uses_context
 from vega3d.model.grounding import InfoNCEGroundHead, infonce_loss, object_features
 from vega3d.model.position_encoding import Sin3DPositionEncoding, encode_positions
-
-IGNORE_INDEX = -100
 
 
 def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -429,55 +427,3 @@ def enable_gradient_checkpointing(model: Vega3DModel) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-# Module names per trainable part (TrainConfig.trainable).
-PARTS: dict[str, tuple[str, ...]] = {
-    "vision": ("vision_tower",),
-    "llm": ("language_model",),
-    "projector": ("mm_projector",),
-    "generative_projector": ("generative_projector",),
-    "fusion": ("fusion",),
-    "newline": ("image_newline",),
-    "ground_head": ("ground_head",),
-}
-
-
-def _part_of(name: str) -> str:
-    for part, prefixes in PARTS.items():
-        if any(name == p or name.startswith(p + ".") for p in prefixes):
-            return part
-    raise KeyError(f"parameter {name!r} belongs to no trainable part of {sorted(PARTS)}")
-
-
-def set_trainable(model: Vega3DModel, parts: list[str]) -> dict[str, int]:
-    """requires_grad = True exactly for the parameters of ``parts``; returns trainable counts per part."""
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown trainable parts {sorted(unknown)}: choose from {sorted(PARTS)}")
-    counts: dict[str, int] = {}
-    for name, param in model.named_parameters():
-        part = _part_of(name)
-        param.requires_grad_(part in parts)
-        if part in parts:
-            counts[part] = counts.get(part, 0) + param.numel()
-    return counts
-
-
-def parameter_groups(
-    model: Vega3DModel, lr: float, vision_lr: float, weight_decay: float = 0.0, head_lr: float | None = None
-) -> list[dict]:
-    """Optimizer groups over trainable parameters: the vision tower at ``vision_lr``, the grounding head at
-    ``head_lr`` (its own group only when given), the rest at ``lr``."""
-    named: dict[str, list[nn.Parameter]] = {"default": [], "vision": [], "ground_head": []}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            part = _part_of(name)
-            group = part if part == "vision" or (part == "ground_head" and head_lr is not None) else "default"
-            named[group].append(param)
-    rates = {"default": lr, "vision": vision_lr, "ground_head": head_lr}
-    return [
-        {"params": params, "lr": rates[group], "weight_decay": weight_decay, "name": group}
-        for group, params in named.items()
-        if params or group == "default"
-    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from vega3d.model.configuration import QWEN_IM_END, QWEN_IM_START
+from vega3d.model.configuration import IGNORE_INDEX, QWEN_IM_END, QWEN_IM_START
 from vega3d.model.tokenizer import GROUND_TOKEN, IMAGE_TOKEN
 
 if TYPE_CHECKING:
@@ -24,13 +24,11 @@ if TYPE_CHECKING:
 
     from vega3d.config import ModelConfig
 
-IGNORE_INDEX = -100
 SYSTEM_PROMPT = "You are a helpful assistant."
 SPATIAL_INSTRUCTION = (
     "The video captures 3D spatial information of a scene. Please focus on the spatial relationships in the "
     "video and answer the following questions."
 )
-GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 Mode = Literal["train", "generate", "ground"]
 LossTokens = Literal["released", "answer_only"]
 
@@ -114,8 +112,3 @@ def encode_record(
         unmasked = released_unmasked_ids(tokenizer)
         labels = [t if t in unmasked else label for t, label in zip(input_ids, labels, strict=True)]
     return EncodedPrompt(input_ids, labels, "".join(text for text, _ in pieces))
-
-
-def is_grounding(record: dict[str, Any]) -> bool:
-    """Grounding records (ScanRefer, Multi3DRefer) train the grounding head, not the LM."""
-    return record.get("task") in GROUNDING_TASKS

@@ -21,7 +21,8 @@ import typer
 
 from vega3d import staging, storage
 from vega3d.config import SyntheticConfig, load_config
-from vega3d.runs import pipeline_overrides, resolve_run_config
+from vega3d.params import pipeline_overrides
+from vega3d.runs import resolve_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def prepare_demo_data(data_root: Path, preset: str = "tiny", synthetic: Syntheti
 
     ``synthetic`` overrides the preset's data set size (tests use a smaller one).
     """
-    from vega3d.data.commands import synthesize_root
     from vega3d.testing.synthetic import truth_path
+    from vega3d.testing.synthetic_benchmarks import synthesize_root
     from vega3d.testing.tiny_generative import write_tiny_wan
     from vega3d.testing.tiny_llava import default_corpus, write_tiny_llava_video
 
@@ -121,8 +122,7 @@ def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> D
 
 def demo_overrides(params: dict) -> list[str]:
     """The dotted overrides the pipeline's setup step derives from these pipeline parameters (same order)."""
-    settings = {k: v for k, v in params.items() if k not in ("preset", "overrides")}
-    return pipeline_overrides(**settings, extra=list(params.get("overrides", [])))
+    return pipeline_overrides(params)
 
 
 def _parent_run_url(mlflow_url: str, run_key: str) -> str:

@@ -274,16 +274,6 @@ def seaweedfs_service(workdir: str | Path, bucket: str = "vega3d") -> Iterator[S
         service.stop()
 
 
-@contextlib.contextmanager
-def mlflow_service(workdir: str | Path, s3: SeaweedFS, artifacts_prefix: str = "mlflow") -> Iterator[MlflowServer]:
-    """An MLflow server backed by ``s3`` for the duration of a ``with`` block."""
-    service = start_mlflow(workdir, s3, artifacts_prefix=artifacts_prefix)
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
 def start_local_services(workdir: str | Path, bucket: str = "vega3d") -> LocalServices:
     """Start SeaweedFS then MLflow, and record them in ``<workdir>/services.json``.
 

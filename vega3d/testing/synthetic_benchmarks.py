@@ -39,6 +39,7 @@ from vega3d.data.layout import (
 )
 
 if TYPE_CHECKING:
+    from vega3d.config import SyntheticConfig
     from vega3d.testing.synthetic import ObjectTruth, SceneTruth
 
 STRUCTURE_LABELS = frozenset({"wall", "floor", "ceiling"})
@@ -408,3 +409,12 @@ def write_benchmarks(root: str | Path, truths: Sequence[SceneTruth], seed: int =
         storage.write_json(str(path), content, indent=1)
         written.append(path)
     return written
+
+
+def synthesize_root(root: Path, cfg: SyntheticConfig) -> int:
+    """Write the synthetic scenes and their raw benchmark files; returns the number of scenes."""
+    from vega3d.testing.synthetic import synthesize_scenes
+
+    truths = synthesize_scenes(root, cfg)
+    write_benchmarks(root, truths, cfg.seed)
+    return len(truths)

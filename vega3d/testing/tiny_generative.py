@@ -308,15 +308,3 @@ def write_tiny_vjepa2(folder: str | Path, seed: int = 0) -> Path:
         crop_size=224, frames_per_clip=8, pred_hidden_size=32, pred_num_hidden_layers=1, pred_num_attention_heads=2,
     )).save_pretrained(str(folder))
     return Path(folder)
-
-
-def write_tiny_checkpoints(models_dir: str | Path) -> dict[str, Path]:
-    """Every family's tiny checkpoint under ``models_dir`` (the folder names the tiny presets use)."""
-    models = Path(models_dir)
-    wan, wan_original = write_tiny_wan(models / "tiny-wan-t2v")
-    vace, vace_original = write_tiny_wan(models / "tiny-wan-vace", variant="vace", seed=1)
-    return {
-        "wan_t2v": wan, "wan_t2v_original": wan_original, "wan_vace": vace, "wan_vace_original": vace_original,
-        "sd21": write_tiny_sd(models / "tiny-sd21"), "svd": write_tiny_svd(models / "tiny-svd"),
-        "dinov3": write_tiny_dinov3(models / "tiny-dinov3"), "vjepa2": write_tiny_vjepa2(models / "tiny-vjepa2"),
-    }

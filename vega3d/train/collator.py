@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
+from vega3d.model.configuration import IGNORE_INDEX
+
 # Per-sample list fields passed to the model (sample key -> forward argument).
 LIST_FIELDS: dict[str, str] = {
     "pixel_values": "pixel_values",

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from vega3d import storage
-from vega3d.config import Vega3DConfig
+from vega3d.config import GROUNDING_TASKS, Vega3DConfig
 from vega3d.data.frames import load_scene_frames
 from vega3d.data.layout import DataLayout
 from vega3d.data.sampling import load_selections, sample_frame_ids
@@ -31,8 +31,6 @@ from vega3d.model.preprocess import preprocess_scene
 from vega3d.model.prompts import encode_record, use_spatial_instruction
 
 logger = logging.getLogger(__name__)
-
-GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 
 
 class FeatureSource(Protocol):

@@ -1,8 +1,8 @@
 """Process launching for training: torchrun on this machine, or run as one rank of a cluster's torchrun.
 
-- ``vega3d train --nproc N`` (N > 1, not already inside torchrun) starts
+- ``vega3d train --num-gpus N`` (N > 1, not already inside torchrun) starts
   ``torchrun --standalone --nproc_per_node=N -m vega3d.train.launch --config <resolved.yaml>``; every rank runs
-  :func:`vega3d.train.trainer.run_training` (gloo on CPU, nccl on GPU, chosen by the trainer).
+  :func:`vega3d.train.run.train_in_process` (gloo on CPU, nccl on GPU, chosen by the trainer).
 - Inside a torchrun started by a cluster (``RANK``/``WORLD_SIZE`` already set, e.g. a Kubeflow TrainJob), the
   same command trains in-process as that rank.
 - A single process still needs the torch.distributed variables: :func:`ensure_process_env` sets ``RANK=0``,
@@ -80,7 +80,7 @@ def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> TrainS
 
     if nproc <= 1 or inside_torchrun():
         ensure_process_env()
-        from vega3d.train.trainer import train_in_process
+        from vega3d.train.run import train_in_process
 
         result = train_in_process(cfg, parent_run_id=parent_run_id)
         return TrainSummary(result.model_uri, result.summary_metrics())
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     import yaml
 
     from vega3d.config import build_config
-    from vega3d.train.trainer import train_in_process
+    from vega3d.train.run import train_in_process
 
     ensure_process_env()
     cfg = build_config(yaml.safe_load(Path(args.config).read_text()))

@@ -1,7 +1,7 @@
 """Optimizer, parameter groups, trainable parts and the learning-rate schedule (SPEC.md sections 2 and 6).
 
 - Trainable parts (``vision``, ``llm``, ``projector``, ``generative_projector``, ``fusion``, ``newline``,
-  ``ground_head``) map to modules through ``vega3d.model.modeling_vega3d.PARTS``; everything not listed in
+  ``ground_head``) map to modules through ``vega3d.train.trainable.PARTS``; everything not listed in
   ``train.trainable`` is frozen.
 - AdamW with parameter groups: the vision tower at ``train.vision_lr`` (2e-6 in the paper), the grounding
   head at ``train.head_lr`` when set (the paper trains it at ``train.lr``), everything else at ``train.lr``
@@ -17,7 +17,7 @@ import math
 import torch
 
 from vega3d.config import TrainConfig
-from vega3d.model.modeling_vega3d import parameter_groups, set_trainable
+from vega3d.train.trainable import parameter_groups, set_trainable
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.AdamW:

@@ -23,10 +23,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from vega3d.benchmarks import GROUNDING_TASKS
+
 TASK_GROUPS: dict[str, tuple[str, ...]] = {
     "qa": ("scanqa", "sqa3d"),
     "caption": ("scan2cap",),
-    "grounding": ("scanrefer", "multi3drefer"),
+    "grounding": GROUNDING_TASKS,
 }
 _GROUP_OF_TASK = {task: group for group, tasks in TASK_GROUPS.items() for task in tasks}
 

@@ -17,14 +17,13 @@ processes with accumulation ``a`` log the same curve (the sampler gives them the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,6 +203,17 @@ class Trainer:
         return engine
 
     # --- loop --------------------------------------------------------------------------------------------
+    def train_step(self, engine: Any, batch: dict[str, Any], dtype: torch.dtype, boundary: bool) -> tuple[Any, float, float | None]:
+        """One micro-batch: forward, backward and the engine's step (an optimiser update when ``boundary`` ends
+        a gradient-accumulation window). Returns the model output, the learning rate this update uses and,
+        without ZeRO (where DeepSpeed clips but keeps no norm), the gradient norm before clipping."""
+        output = engine(**prepare_inputs(batch, engine.device, dtype))
+        engine.backward(output.loss)
+        own_norm = gradient_norm(engine.module) if boundary and engine.zero_optimization_stage() == 0 else None
+        lr = engine.get_lr()[0]
+        engine.step()
+        return output, lr, own_norm
+
     def train(self) -> TrainResult:
         """Run (or resume) training to the end and save the final model; returns its URI and the history."""
         train = self.cfg.train
@@ -242,13 +252,8 @@ class Trainer:
             accumulator = _StepAccumulator()
             started = time.perf_counter()
             for micro, batch in enumerate(loader):
-                output = engine(**prepare_inputs(batch, engine.device, dtype))
-                engine.backward(output.loss)
                 boundary = (micro + 1) % train.gradient_accumulation_steps == 0
-                # without ZeRO, DeepSpeed clips but keeps no norm: take it from the (all-reduced) gradients
-                own_norm = gradient_norm(engine.module) if boundary and engine.zero_optimization_stage() == 0 else None
-                lr = engine.get_lr()[0]  # the rate this step's update uses
-                engine.step()
+                output, lr, own_norm = self.train_step(engine, batch, dtype, boundary)
                 accumulator.add(output, batch, self.cfg.model.ground_temperature)
                 if not boundary:
                     continue
@@ -391,127 +396,3 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
-
-
-@dataclass
-class MlflowTrainTracker:
-    """:class:`TrainTracker` on a ``vega3d.tracking`` stage run; registers the final model by URI.
-
-    ``registered_model`` None: no registration (inside a pipeline the report step registers the model with
-    the benchmark metrics its champion gate compares).
-    """
-
-    stage: Any  # vega3d.tracking.StageRun
-    registered_model: str | None
-
-    def log_params(self, config: Vega3DConfig) -> None:
-        self.stage.log_params(config)
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.stage.log_metrics(metrics, step=step)
-
-    def log_model(self, model_uri: str) -> None:
-        self.stage.set_tags({"vega3d.model_uri": model_uri})
-        if self.registered_model:
-            self.stage.tracker.register_model(self.registered_model, model_uri, run_id=self.stage.run_id)
-
-
-def save_vega3d_model(tokenizer: Any) -> SaveModelFn:
-    """Writer of the final model in our format (``save_pretrained`` folder + tokenizer) from gathered weights."""
-
-    def save(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], folder: str) -> None:
-        model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-
-    return save
-
-
-def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Trainer:
-    """The Trainer of a resolved config: model (+ tokenizer) from ``model.checkpoint``, the train records of
-    ``data.tasks``, generative features per ``generative`` (none for ``backbone: none``)."""
-    from vega3d.data.layout import DataLayout
-    from vega3d.model.loading import load_model
-    from vega3d.train.collator import Vega3DCollator
-    from vega3d.train.dataset import Vega3DDataset, load_records
-
-    features = None
-    if cfg.generative.backbone != "none":
-        from vega3d.generative.source import open_feature_source
-
-        device = f"cuda:{dist_env()[2]}" if torch.cuda.is_available() else "cpu"
-        features = open_feature_source(cfg.generative, cfg.model.pooled_grid, device, cfg.data.root)
-    # Modules new to the checkpoint (generative projector, fusion, grounding head) are initialised from the
-    # RNG, seeded right here: every rank starts identical (ZeRO-3 partitions each rank's own copy), and the
-    # start does not depend on what built the feature source (an online encoder consumes random numbers).
-    seed_everything(cfg.train.seed)
-    model, tokenizer = load_model(cfg.model.checkpoint, cfg.model, features.channels if features else 0)
-    records = load_records(DataLayout(cfg.data.root), cfg.data.tasks, "train")
-    dataset = Vega3DDataset(cfg, tokenizer, records, features)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Trainer(cfg, model, dataset, Vega3DCollator(pad_id), dataset.tasks, save_vega3d_model(tokenizer), tracker)
-
-
-def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> TrainResult:
-    """Train as this process's rank (see :func:`run_training`); returns the URI and the step history."""
-    from vega3d.tracking import Tracker
-
-    tracker = Tracker(cfg.tracking.uri, safe=True)
-    standalone = parent_run_id is None
-    if standalone and tracker.enabled:
-        parent_run_id = tracker.start_pipeline_run(
-            cfg.tracking.experiment, f"train-{os.getpid()}-{int(time.time())}", cfg.preset, run_name="train"
-        )
-    with tracker.stage_run(parent_run_id, "train") as stage, system_metrics(stage.run_id, cfg.tracking.uri):
-        registered = cfg.tracking.registered_model if standalone else None
-        bridge = MlflowTrainTracker(stage, registered) if stage.run_id else None
-        result = build_training(cfg, bridge).train()
-        if bridge is not None:
-            stage.log_metrics(result.summary_metrics(), step=result.history[-1].step if result.history else 0)
-    return result
-
-
-@contextlib.contextmanager
-def system_metrics(run_id: str | None, tracking_uri: str | None) -> Iterator[None]:
-    """MLflow's system metrics (CPU, memory, disk, network, GPU: ``system/...``) on ``run_id`` while training;
-    sampled every 10 s (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``). Nothing when ``run_id`` is None."""
-    monitor = None
-    if run_id is not None:
-        try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-            monitor = SystemMetricsMonitor(run_id, tracking_uri=tracking_uri)
-            monitor.start()
-        except Exception as error:  # noqa: BLE001 - monitoring must never stop training
-            logger.warning("MLflow system metrics are off: %s", error)
-            monitor = None
-    try:
-        yield
-    finally:
-        if monitor is not None:
-            monitor.finish()
-            if getattr(monitor, "_logging_step", 1) == 0:  # the run was shorter than one sampling interval
-                _publish_last_sample(monitor)
-
-
-def _publish_last_sample(monitor: Any) -> None:
-    """Log one system-metrics sample now, so a short run still has its ``system/...`` metrics."""
-    try:
-        monitor.collect_metrics()
-        monitor.publish_metrics(monitor.aggregate_metrics())
-        monitor.mlflow_logger.flush()
-    except Exception as error:  # noqa: BLE001 - monitoring must never fail training
-        logger.warning("could not log the last system-metrics sample: %s", error)
-
-
-def run_training(cfg: Vega3DConfig, parent_run_id: str | None = None) -> str:
-    """Pipeline stage entry: train per ``cfg`` (resuming from ``train.output_uri``) and return the model URI.
-
-    ``cfg`` has resolved local paths (``Vega3DConfig.with_paths_under_root``). With ``train.nproc`` > 1 and not
-    already inside torchrun, torchrun starts that many local ranks (:mod:`vega3d.train.launch`); otherwise
-    this process trains as its rank. With ``tracking.uri`` set, rank 0 logs to a ``train`` child run of
-    ``parent_run_id`` (or of a new parent run when none is given); an unreachable server costs a warning
-    and training goes on.
-    """
-    from vega3d.train.launch import launch_training
-
-    return launch_training(cfg, cfg.train.nproc, parent_run_id).model_uri

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import yaml
 
+from vega3d.cluster.secrets import MLFLOW_SECRET, MLFLOW_SECRET_KEYS, S3_SECRET, S3_SECRET_KEYS
+
 logger = logging.getLogger(__name__)
 
 GROUP = "trainer.kubeflow.org"
@@ -43,12 +45,6 @@ PATCH_MANAGER = "vega3d.io/trainjob-launcher"
 RUN_LABEL = "vega3d.io/run"
 #: The namespaced TrainingRuntime shipped in manifests/base/trainer-runtime.yaml.
 DEFAULT_RUNTIME = "vega3d-torch-deepspeed"
-#: Secrets created by the operator from manifests/secrets (never committed): secret key -> env variable.
-#: The same names as pipelines/placement.py, so pipeline steps and training nodes read the same secrets.
-S3_SECRET = "vega3d-s3"
-S3_SECRET_KEYS = {"access-key": "AWS_ACCESS_KEY_ID", "secret-key": "AWS_SECRET_ACCESS_KEY", "endpoint": "AWS_ENDPOINT_URL"}
-MLFLOW_SECRET = "vega3d-mlflow"
-MLFLOW_SECRET_KEYS = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40  # JobSet derives pod names "<name>-node-0-<index>-<random>" that must stay DNS labels
@@ -90,7 +86,7 @@ def default_secret_env() -> list[SecretEnv]:
 
 
 @dataclass(frozen=True)
-class Placement:
+class NodeResources:
     """Where and with what each training node runs: one pod per node of the GPU pool."""
 
     accelerators_per_node: int = 8
@@ -120,7 +116,7 @@ class TrainJobRequest:
     image: str
     train_args: Sequence[str]
     num_nodes: int = 1
-    placement: Placement = field(default_factory=Placement)
+    placement: NodeResources = field(default_factory=NodeResources)
     runtime: str = DEFAULT_RUNTIME
     runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = "TrainingRuntime"
     env: Mapping[str, str] = field(default_factory=dict)
@@ -306,6 +302,9 @@ class _NodeZeroLogs:
         self.total = 0
 
     def poll(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         try:
             pods = self.core_api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
             started = [p for p in pods if p.status is not None and p.status.phase != "Pending"]
@@ -320,7 +319,7 @@ class _NodeZeroLogs:
                 pod, self.namespace, container=NODE_CONTAINER, timestamps=True, since_seconds=since
             )
             self.read_at = now
-        except Exception as error:  # logs are best effort; the TrainJob status decides
+        except (ApiException, HTTPError, OSError) as error:  # logs are best effort; the TrainJob status decides
             logger.debug("node-0 logs unavailable: %s", error)
             return
         for raw in (text or "").splitlines():
@@ -360,6 +359,8 @@ def run_trainjob(
     of another run raises :class:`TrainJobError` untouched. The TrainJob this call created or adopted is
     deleted on exit (success, failure or interruption).
     """
+    from kubernetes.client.exceptions import ApiException
+
     from vega3d import storage
 
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
@@ -373,7 +374,7 @@ def run_trainjob(
         while True:
             try:
                 trainjob = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except Exception as error:
+            except ApiException as error:
                 code = _status_code(error)
                 if code == 404:
                     raise TrainJobDeleted(f"TrainJob {namespace}/{name} was deleted while running") from error
@@ -410,12 +411,14 @@ def _create_or_adopt(
     """Create the TrainJob. If one of that name exists and carries the same ``RUN_LABEL`` (an earlier attempt
     of this step, e.g. after the launcher pod was preempted), adopt it while it runs or has completed, and
     replace it when it failed; a TrainJob of another run is never touched."""
+    from kubernetes.client.exceptions import ApiException
+
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
     try:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(manifest))
         logger.info("created TrainJob %s/%s", namespace, name)
         return
-    except Exception as error:
+    except ApiException as error:
         if _status_code(error) != 409:
             raise
         conflict = error
@@ -434,7 +437,7 @@ def _create_or_adopt(
     while True:
         try:
             api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except Exception as error:
+        except ApiException as error:
             if _status_code(error) == 404:
                 break
             raise
@@ -447,12 +450,14 @@ def _create_or_adopt(
 
 def _delete(api: Any, namespace: str, name: str) -> None:
     """Delete the TrainJob and (foreground) its JobSet and pods; a missing job is fine, errors are logged."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
         api.delete_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, body={"propagationPolicy": "Foreground"}
         )
         logger.info("deleted TrainJob %s/%s", namespace, name)
-    except Exception as error:
+    except ApiException as error:
         if _status_code(error) != 404:
             logger.warning("could not delete TrainJob %s/%s: %s", namespace, name, error)
 
@@ -470,23 +475,23 @@ def request_from_step(
     image: str,
     train_args: Sequence[str],
     num_nodes: int,
-    gpus_per_node: int,
+    num_gpus: int,
     accelerator_type: str = "nvidia.com/gpu",
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, Any]] | None = None,
     run_id: str,
     namespace: str = "vega3d",
     timeout_s: int | None = None,
-    cpu: str = Placement.cpu,
-    memory: str = Placement.memory,
-    shm_size: str = Placement.shm_size,
+    cpu: str = NodeResources.cpu,
+    memory: str = NodeResources.memory,
+    shm_size: str = NodeResources.shm_size,
     environ: Mapping[str, str] | None = None,
 ) -> TrainJobRequest:
     """The TrainJob request of a pipeline train step: the step's GPU count, accelerator, node selector and
     tolerations per node, its plain settings (``FORWARDED_ENV``) and, as owner, the launcher pod."""
     environ = os.environ if environ is None else environ
-    placement = Placement(
-        accelerators_per_node=gpus_per_node, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
+    placement = NodeResources(
+        accelerators_per_node=num_gpus, accelerator_resource=accelerator_type, cpu=cpu, memory=memory,
         shm_size=shm_size, node_selector=dict(node_selector or {}), tolerations=[dict(t) for t in tolerations or []],
     )
     return TrainJobRequest(

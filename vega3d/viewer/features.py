@@ -303,11 +303,11 @@ def stored_pictures(cfg, store_uri: str, feature_id: str, scene: str, count: int
                             features.numpy()[positions], f"{feature_id} {scene}", query)
 
 
-def log_extract_pictures(tracker, run_id: str | None, cfg, encoder, scenes: Sequence[str] | None = None
-                         ) -> dict[str, float]:
-    """The extract step's pictures on an MLflow run (``features/<scene>_<encoder>_*``): by default of the first
-    ``PICTURE_SCENES`` val scenes. Logs and returns ``features/<scene>/consistency`` per scene; a scene whose
-    frames do not overlap is skipped with a warning."""
+def log_extract_pictures(tracker, run_id: str | None, cfg, store_uri: str, feature_id: str,
+                         scenes: Sequence[str] | None = None) -> dict[str, float]:
+    """The extract step's pictures on an MLflow run (``features/<scene>_<encoder>_*``), drawn from the features
+    it has just stored: by default of the first ``PICTURE_SCENES`` val scenes. Logs and returns
+    ``features/<scene>/consistency`` per scene; a scene whose frames do not overlap is skipped with a warning."""
     import tempfile
     from pathlib import Path
 
@@ -321,11 +321,11 @@ def log_extract_pictures(tracker, run_id: str | None, cfg, encoder, scenes: Sequ
     with tempfile.TemporaryDirectory() as folder:
         for scene in scenes:
             try:
-                pictures = encoder_pictures(cfg, encoder, scene)
+                pictures = stored_pictures(cfg, store_uri, feature_id, scene)
             except ValueError as error:
                 logger.warning("%s: no feature pictures (%s)", scene, error)
                 continue
-            for path in write_pictures(pictures, folder, f"{scene}_{encoder.encoder_id}"):
+            for path in write_pictures(pictures, folder, f"{scene}_{cfg.generative.backbone}"):
                 tracker.log_artifact(run_id, Path(path), "features")
             scores[f"features/{scene}/consistency"] = pictures.consistency.score
     tracker.log_metrics(run_id, scores)

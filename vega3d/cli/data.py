@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import PresetOption, SetOption, config_from_options, hidden_alias
 
 if TYPE_CHECKING:
-    from vega3d.config import SyntheticConfig
     from vega3d.data.check import Problem
 
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
 
-RootOption = Annotated[Path | None, typer.Option("--root", help="Data root folder (default: the preset's data.root).")]
+RootOption = Annotated[
+    Path | None, typer.Option("--data-root", help="Data root folder (default: the preset's data.root).")
+]
+OldRootOption = Annotated[Path | None, hidden_alias("--root", "--data-root")]
 
 
 def print_problems(problems: list[Problem]) -> None:
@@ -33,20 +35,11 @@ def print_problems(problems: list[Problem]) -> None:
     Console(width=160).print(table)
 
 
-def synthesize_root(root: Path, cfg: SyntheticConfig) -> int:
-    """Write the synthetic scenes and their raw benchmark files; returns the number of scenes."""
-    from vega3d.testing.synthetic import synthesize_scenes
-    from vega3d.testing.synthetic_benchmarks import write_benchmarks
-
-    truths = synthesize_scenes(root, cfg)
-    write_benchmarks(root, truths, cfg.seed)
-    return len(truths)
-
-
 @app.command()
 def synth(
-    root: RootOption = None,
+    data_root: RootOption = None,
     preset: PresetOption = "tiny",
+    set_: SetOption = None,
     num_train: Annotated[int | None, typer.Option(help="Train scenes.")] = None,
     num_val: Annotated[int | None, typer.Option(help="Val scenes.")] = None,
     num_test: Annotated[int | None, typer.Option(help="Test scenes (SQA3D test split).")] = None,
@@ -56,13 +49,14 @@ def synth(
     min_objects: Annotated[int | None, typer.Option(help="Fewest objects per scene.")] = None,
     max_objects: Annotated[int | None, typer.Option(help="Most objects per scene.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of scenes and benchmark language.")] = None,
+    root: OldRootOption = None,
 ) -> None:
     """Write deterministic synthetic ScanNet scenes and the raw files of the five benchmarks."""
     from pydantic import ValidationError
 
     from vega3d.config import SyntheticConfig, format_validation_error
 
-    cfg = config_from_options(preset, None)
+    cfg = config_from_options(preset, set_)
     given = {"num_train": num_train, "num_val": num_val, "num_test": num_test, "frames": frames, "width": width,
              "height": height, "min_objects": min_objects, "max_objects": max_objects, "seed": seed}
     try:
@@ -70,17 +64,21 @@ def synth(
             {**cfg.data.synthetic.model_dump(), **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as error:
         raise typer.BadParameter(format_validation_error(error)) from None
-    target = root or Path(cfg.data.root)
+    target = data_root or root or Path(cfg.data.root)
+    from vega3d.testing.synthetic_benchmarks import synthesize_root
+
     count = synthesize_root(target, synthetic)
     typer.echo(f"wrote {count} synthetic scenes and the benchmark files under {target}")
 
 
 @app.command()
-def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
+def check(
+    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, root: OldRootOption = None
+) -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
 
-    target = root or Path(config_from_options(preset, None).data.root)
+    target = data_root or root or Path(config_from_options(preset, set_).data.root)
     problems = check_data_root(target, progress=True)
     if problems:
         print_problems(problems)
@@ -89,13 +87,15 @@ def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
 
 
 @app.command()
-def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None) -> None:
+def prep(
+    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, root: OldRootOption = None
+) -> None:
     """Check, then produce boxes, voxel sets, frame selections and processed records of every task."""
     from vega3d.data.prep import PrepError, run_prep
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_options(preset, set_)
-    target = root or Path(cfg.data.root)
+    target = data_root or root or Path(cfg.data.root)
     try:
         report = run_prep(target, cfg.data)
     except PrepError as error:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import PresetOption, SetOption, config_from_options
 
 visualize_app = typer.Typer(help="Pictures of generative features.", no_args_is_help=True)
 

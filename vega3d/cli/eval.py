@@ -1,8 +1,7 @@
 """``vega3d eval <task>|all``: predict (resumable, sharded) or take given predictions, score, report, log.
 
-Per task, under ``<output-uri>/<task>/``: ``shards/*.jsonl`` (inference), ``predictions.jsonl`` (merged),
-``metrics.json``, ``breakdown.json`` and ``problems.json`` when predictions were malformed; ``all`` also
-writes ``report.md`` (the paper-order table) at the root.
+Per task, under ``<output>/<task>/``: what ``vega3d.evaluation.run.evaluate`` writes; ``all`` also writes
+``report.md`` (the paper-order table) at the root.
 
 Without ``--predictions`` the model at ``--checkpoint`` is run (``vega3d.evaluation.predictors``) with the
 sampling strategy, frame count and offline feature id given, like the original evaluation wrappers.
@@ -14,88 +13,45 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
-
-if TYPE_CHECKING:
-    from vega3d.config import Vega3DConfig
-    from vega3d.evaluation.tasks import EvalResult
+from vega3d.benchmarks import ALL_TASKS
+from vega3d.cli.options import (
+    DataRootOption,
+    PresetOption,
+    SetOption,
+    TrackingUriOption,
+    check_choice,
+    config_from_options,
+    hidden_alias,
+    task_argument,
+    with_settings,
+)
+from vega3d.params import to_overrides
 
 logger = logging.getLogger(__name__)
 
-TASK_CHOICES = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d", "all")
+TASK_CHOICES = (*ALL_TASKS, "all")
 
 
-def evaluate_task(
-    cfg: Vega3DConfig,
-    task: str,
-    split: str | None,
-    predictions_uri: str | None,
-    shard_index: int | None,
-    strict: bool,
-    meteor: bool,
-    progress: bool = True,
-) -> EvalResult | None:
-    """Predict (unless ``predictions_uri``), then score one task; None when only one shard was run."""
-    from vega3d import storage
-    from vega3d.evaluation import inference, tasks
-    from vega3d.evaluation.predictions import PredictionError, load_predictions
-
-    records = tasks.load_records(cfg.data.root, task, split)
-    if cfg.eval.max_samples is not None:
-        records = records[: cfg.eval.max_samples]
-    task_uri = storage.join(cfg.eval.output_uri, task)
-    if predictions_uri is None:
-        from vega3d.evaluation.predictors import build_predictor
-
-        predict = build_predictor(cfg, task, split or tasks.DEFAULT_SPLITS[task])
-        shards = range(cfg.eval.num_shards) if shard_index is None else [shard_index]
-        for index in shards:
-            inference.run_inference(records, predict, task_uri, index, cfg.eval.num_shards, cfg.eval.batch_size,
-                                    progress=progress)
-        if shard_index is not None and cfg.eval.num_shards > 1:
-            logger.info("%s: shard %d done; score once every shard has run (same command without --shard-index)",
-                        task, shard_index)
-            return None
-        predictions_uri = inference.merge_shards(task_uri, cfg.eval.num_shards)
-    pset = load_predictions(task, predictions_uri, [r["id"] for r in records])
-    if pset.problems:
-        if strict:
-            raise PredictionError(predictions_uri, pset.problems)
-        logger.warning("%s: %d malformed prediction(s), scored as misses and listed in %s/problems.json:\n  %s",
-                       predictions_uri, len(pset.problems), task_uri,
-                       "\n  ".join(str(p) for p in pset.problems[:20]))
-    if pset.missing:
-        logger.warning("%s: %d record(s) without a prediction are scored as misses (first: %s)",
-                       predictions_uri, len(pset.missing), pset.missing[:5])
-    settings = tasks.ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,
-                                   ground_temperature=cfg.model.ground_temperature,
-                                   caption_iou=cfg.eval.caption_iou, meteor=meteor)
-    result = tasks.score(task, records, pset, settings)
-    tasks.save_result(result, task_uri)
-    return result
-
-
+@with_settings("eval")
 def eval_command(
-    task: Annotated[str, typer.Argument(help=f"Benchmark to evaluate: one of {', '.join(TASK_CHOICES)}.")],
+    task: Annotated[str, task_argument(TASK_CHOICES)],
     preset: PresetOption = "tiny",
     overrides: SetOption = None,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: data.root).")] = None,
+    data_root: DataRootOption = None,
     split: Annotated[str | None, typer.Option("--split", help="Split (default: test for SQA3D, val otherwise).")] = None,
     predictions: Annotated[str | None, typer.Option(
         "--predictions", help="Score these predictions instead of running the model: a JSONL file for one task, "
                               "a folder with <task>/predictions.jsonl for 'all'.")] = None,
     checkpoint: Annotated[str | None, typer.Option(
         "--checkpoint", "--run", help="Model to evaluate: a saved run/checkpoint folder (default: model.checkpoint, relative to the data root).")] = None,
-    sampling: Annotated[str | None, typer.Option(
-        "--sampling", help="Frame sampling strategy: uniform, max-coverage or mc-ratio95 (default: data.sampling).")] = None,
-    frames: Annotated[int | None, typer.Option("--frames", help="Frames per sample (default: data.frames_upbound).")] = None,
     feature_id: Annotated[str | None, typer.Option(
         "--feature-id", help="Offline generative feature id; 'None' computes features online.")] = None,
-    output_uri: Annotated[str | None, typer.Option("--output-uri", help="Where predictions and metrics go (default: eval.output_uri).")] = None,
+    output: Annotated[str | None, typer.Option("--output", help="Where predictions and metrics go (default: eval.output_uri).")] = None,
+    output_uri: Annotated[str | None, hidden_alias("--output-uri", "--output")] = None,
     num_shards: Annotated[int | None, typer.Option("--num-shards", min=1, help="Shards to split inference into.")] = None,
     shard_index: Annotated[int | None, typer.Option(
         "--shard-index", min=0, help="Run only this shard (one process per GPU); omit to run/resume all and score.")] = None,
@@ -106,22 +62,23 @@ def eval_command(
     strict: Annotated[bool, typer.Option("--strict/--lenient", help="Fail on malformed predictions instead of scoring them as misses.")] = False,
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="Compute METEOR (starts Java).")] = True,
     mlflow_run_id: Annotated[str | None, typer.Option("--mlflow-run-id", help="Log metrics, breakdown and samples into this MLflow run.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")] = None,
+    tracking_uri: TrackingUriOption = None,
+    settings: dict | None = None,
 ) -> None:
     """Evaluate one benchmark or all five and print the paper-order table."""
     from vega3d import storage
     from vega3d.evaluation import report
+    from vega3d.evaluation.run import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if task not in TASK_CHOICES:
-        raise typer.BadParameter(f"unknown task {task!r}: choose one of {', '.join(TASK_CHOICES)}")
+    check_choice("task", task, TASK_CHOICES)
     if task == "all" and split is not None:
         raise typer.BadParameter("--split applies to one task; 'all' uses each benchmark's evaluation split")
-    sets = list(overrides or [])
+    sets = to_overrides(settings or {}, overrides or [])
     if checkpoint is not None and "://" not in checkpoint and Path(checkpoint).exists():
         checkpoint = str(Path(checkpoint).resolve())  # a folder given here is relative to the working directory
-    for key, value in (("data.root", data_root), ("model.checkpoint", checkpoint), ("data.sampling", sampling),
-                       ("data.frames_upbound", frames), ("eval.output_uri", output_uri),
+    for key, value in (("data.root", data_root), ("model.checkpoint", checkpoint),
+                       ("eval.output_uri", output or output_uri),
                        ("eval.num_shards", num_shards), ("eval.batch_size", batch_size),
                        ("eval.max_samples", max_samples), ("model.multi3drefer_threshold", threshold)):
         if value is not None:
@@ -145,7 +102,8 @@ def eval_command(
         given = None
         if predictions is not None:
             given = storage.join(predictions, name, "predictions.jsonl") if task == "all" else predictions
-        result = evaluate_task(cfg, name, split, given, shard_index, strict, meteor)
+        result = evaluate(cfg, name, split=split, predictions_uri=given, shard_index=shard_index, strict=strict,
+                          meteor=meteor)
         if result is None:
             continue
         ours[name] = result.metrics

@@ -1,6 +1,6 @@
 """``vega3d pipeline submit``: compiled pipeline -> Kubeflow Pipelines run (kfp and mlflow imported lazily).
 
-Register it on the pipeline app with ``app.command("submit")(submit_command)``.
+Registered on the pipeline group in ``vega3d.cli.pipeline``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from vega3d.cli.options import parse_params
 
 
 def submit_command(
@@ -34,17 +36,18 @@ def submit_command(
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish; fail unless it succeeds.")] = False,
     timeout: Annotated[int, typer.Option(help="Seconds to wait with --wait.")] = 72 * 3600,
-    mlflow_uri: Annotated[
-        str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="With --wait: read the champion gate here.")
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="With --wait: read the champion gate here."),
     ] = None,
+    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", hidden=True, help="Old spelling of --tracking-uri.")] = None,
     model_name: Annotated[str, typer.Option(help="Registered model the report step gates.")] = "vega3d",
     gate_json: Annotated[
-        Path | None, typer.Option(help="With --wait and --mlflow-uri: write the gate result here as JSON.")
+        Path | None, typer.Option(help="With --wait and --tracking-uri: write the gate result here as JSON.")
     ] = None,
 ) -> None:
     """Submit the compiled pipeline to Kubeflow Pipelines and print the run's URL."""
     from vega3d.cluster import submit
-    from vega3d.pipeline_commands import parse_params
 
     client = submit.make_client(host, token, namespace)
     name = run_name or time.strftime("vega3d-%Y%m%d-%H%M%S", time.gmtime())
@@ -59,10 +62,11 @@ def submit_command(
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"run {run.run_id} succeeded")
-    if mlflow_uri:
+    tracking_uri = tracking_uri or mlflow_uri
+    if tracking_uri:
         from mlflow import MlflowClient
 
-        gate = submit.gate_result(MlflowClient(tracking_uri=mlflow_uri), model_name, run.run_id)
+        gate = submit.gate_result(MlflowClient(tracking_uri=tracking_uri), model_name, run.run_id)
         gate["run_id"], gate["url"] = run.run_id, run.url
         typer.echo(json.dumps(gate, sort_keys=True))
         if gate_json:

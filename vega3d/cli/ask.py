@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import PresetOption, SetOption, config_from_options
 
 CheckpointOption = Annotated[str | None, typer.Option(
     "--checkpoint", help="Model: a saved model folder, an s3:// folder or models:/<name>@<alias> from the MLflow "

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import DataRootOption, PresetOption, SetOption, config_from_options, hidden_alias
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +16,11 @@ logger = logging.getLogger(__name__)
 def extract_command(
     preset: PresetOption = "tiny",
     overrides: SetOption = None,
-    store: Annotated[
-        str | None, typer.Option("--store", help="Feature store URI (local path or s3://); default generative.feature_root or <data.root>/features.")
+    data_root: DataRootOption = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="Feature store URI (local path or s3://); default generative.feature_root or <data.root>/features.")
     ] = None,
+    store: Annotated[str | None, hidden_alias("--store", "--output")] = None,
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Scene split to extract (repeat); default train, val and test.")
     ] = None,
@@ -37,10 +39,11 @@ def extract_command(
 ) -> None:
     """Extract the generative features of every sampled frame list of every scene (existing keys are skipped)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = config_from_options(preset, overrides or []).with_paths_under_root()
+    sets = [*(overrides or []), *([f"data.root={data_root}"] if data_root else [])]
+    cfg = config_from_options(preset, sets).with_paths_under_root()
     from vega3d.generative.extract import default_store_uri
 
-    uri = store or default_store_uri(cfg)
+    uri = output or store or default_store_uri(cfg)
     if validate:
         from vega3d.generative.store import FeatureStore, validate_feature_set
 
@@ -52,8 +55,9 @@ def extract_command(
     if workers > 1:
         from vega3d.generative.extract import run_workers
 
-        base = ["--preset", preset, "--store", uri, "--device", device, "--no-progress" if not progress else "--progress"]
-        for flag, values in (("--set", overrides), ("--split", split), ("--sampling", sampling)):
+        base = ["--preset", preset, "--output", uri, "--device", device, "--no-progress" if not progress else "--progress"]
+        for flag, values in (("--set", overrides), ("--data-root", [data_root] if data_root else []), ("--split", split),
+                             ("--sampling", sampling)):
             for value in values or []:
                 base += [flag, value]
         run_workers(base, workers, shard_index, num_shards)

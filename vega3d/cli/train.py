@@ -1,4 +1,4 @@
-"""``vega3d train``: DeepSpeed training on this machine (``--nproc``) or as one rank of a cluster's torchrun."""
+"""``vega3d train``: DeepSpeed training on this machine (``--num-gpus``) or as one rank of a cluster's torchrun."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import (
+    DataRootOption,
+    PresetOption,
+    SetOption,
+    TrackingUriOption,
+    config_from_options,
+    with_settings,
+)
+from vega3d.params import to_overrides
 
 logger = logging.getLogger(__name__)
 
 
+@with_settings("train")
 def train_command(
     preset: PresetOption = "tiny",
     overrides: SetOption = None,
-    nproc: Annotated[
-        int | None,
-        typer.Option("--nproc", help="Processes on this machine (torchrun --standalone); default train.nproc. "
-                     "Ignored inside an existing torchrun (RANK/WORLD_SIZE set)."),
-    ] = None,
+    data_root: DataRootOption = None,
     output: Annotated[
         str | None,
         typer.Option("--output", help="Checkpoints and final model: local path or s3:// (train.output_uri)."),
@@ -30,22 +35,22 @@ def train_command(
         typer.Option("--resume/--no-resume", help="Resume from the latest complete checkpoint under the output "
                      "(--no-resume deletes the output's checkpoints first)."),
     ] = True,
-    tracking_uri: Annotated[
-        str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (tracking.uri); unset = no tracking.")
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     parent_run_id: Annotated[
         str | None, typer.Option("--parent-run-id", help="MLflow parent run to attach the train run to.")
     ] = None,
+    settings: dict | None = None,
 ) -> None:
-    """Train VEGA-3D per the preset; prints the final model URI and summary metrics as JSON."""
+    """Train VEGA-3D per the preset; prints the final model URI and summary metrics as JSON.
+
+    ``--num-gpus`` is the processes on this machine (torchrun --standalone), ignored inside an existing
+    torchrun (RANK/WORLD_SIZE set).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    extra = list(overrides or [])
-    if output:
-        extra.append(f"train.output_uri={output}")
-    if tracking_uri:
-        extra.append(f"tracking.uri={tracking_uri}")
-    if nproc is not None:
-        extra.append(f"train.nproc={nproc}")
+    extra = to_overrides(settings or {}, overrides or [])
+    for key, value in (("data.root", data_root), ("train.output_uri", output), ("tracking.uri", tracking_uri)):
+        if value:
+            extra.append(f"{key}={value}")
     cfg = config_from_options(preset, extra).with_paths_under_root()
     from vega3d.train.launch import exit_rank, inside_torchrun, launch_training
 
