@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
 
 RootOption = Annotated[Path | None, typer.Option("--root", help="Data root folder (default: the preset's data.root).")]
+DeepOption = Annotated[bool, typer.Option("--deep", help="Decode every frame (parallel) instead of reading headers.")]
+MaxInvalidOption = Annotated[float, typer.Option(
+    "--max-invalid-frames", min=0.0, max=1.0,
+    help="Share of a scene's frames that may be invalid (-inf/NaN pose, unreadable image) before it is refused.")]
 
 
 def print_problems(problems: list[Problem]) -> None:
@@ -76,12 +80,18 @@ def synth(
 
 
 @app.command()
-def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
+def check(root: RootOption = None, preset: PresetOption = "tiny", deep: DeepOption = False,
+          max_invalid_frames: MaxInvalidOption = 0.25) -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
 
     target = root or Path(config_from_options(preset, None).data.root)
-    problems = check_data_root(target, progress=True)
+    frame_lists: dict = {}
+    problems = check_data_root(target, progress=True, deep=deep, max_invalid_ratio=max_invalid_frames,
+                               frame_lists=frame_lists)
+    excluded = sum(len(f.excluded) for f in frame_lists.values())
+    typer.echo(f"{excluded} invalid frame(s) would be excluded; "
+               + ("every frame was decoded" if deep else "image bodies were not decoded (use --deep)"))
     if problems:
         print_problems(problems)
         raise typer.Exit(1)
@@ -89,7 +99,8 @@ def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
 
 
 @app.command()
-def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None) -> None:
+def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, deep: DeepOption = False,
+         max_invalid_frames: MaxInvalidOption = 0.25) -> None:
     """Check, then produce boxes, voxel sets, frame selections and processed records of every task."""
     from vega3d.data.prep import PrepError, run_prep
 
@@ -97,12 +108,15 @@ def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption
     cfg = config_from_options(preset, set_)
     target = root or Path(cfg.data.root)
     try:
-        report = run_prep(target, cfg.data)
+        report = run_prep(target, cfg.data, deep=deep, max_invalid_ratio=max_invalid_frames)
     except PrepError as error:
         print_problems(error.problems)
         typer.echo(f"prep refused {target}: fix the problems above; nothing was written", err=True)
         raise typer.Exit(1) from None
     for name, count in sorted(report.records.items()):
         typer.echo(f"{name}: {count} records")
+    excluded = sum(len(frames) for frames in report.excluded_frames.values())
+    typer.echo(f"{excluded} invalid frame(s) excluded in {len(report.excluded_frames)} scene(s) "
+               "(listed in metadata/scannet_frame_lists.json)")
     typer.echo(f"prepared {sum(len(s) for s in report.scenes.values())} scenes under {target} "
                f"in {report.seconds:.1f} s")

@@ -1,12 +1,16 @@
 """The prep stage: from the raw layout to everything training and evaluation read.
 
-``run_prep(root, cfg)`` first runs ``check_data_root`` and refuses a root with problems. Then, per scene:
+``run_prep(root, cfg)`` first runs ``check_data_root`` (which reads every input the way prep does) and refuses
+a root with problems, writing nothing. Each scene's frame list follows the invalid-frame policy of
+:mod:`vega3d.data.frame_lists` (excluded frames reported and written to ``metadata/scannet_frame_lists.json``).
+Then, per scene:
 the mesh vertices moved into the aligned frame by ``axisAlignment`` with per-vertex instance ids (segments +
 aggregation) -> ``scannet/pcd_with_global_alignment/<scene>.npz``; a ground-truth box per aggregation object
 (index = objectId); a box per predicted mask (at most 50, in the mask file's order); the scene's voxel set;
 and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked). Finally
 the metadata files and the processed llava-style records of every task are built in memory and only then
-written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``. Re-running
+written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``; point
+clouds go to a staging folder first and are moved in place only after every scene went through. Re-running
 on the same root rewrites identical files.
 """
 
@@ -15,7 +19,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import pickle
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +34,9 @@ import numpy as np
 from vega3d import storage
 from vega3d.config import DataConfig
 from vega3d.data.benchmark_formats import read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d
-from vega3d.data.boxes import box_from_points
-from vega3d.data.check import MAX_PRED_BOXES, Problem, check_data_root, format_problems, read_split_scenes
+from vega3d.data.check import Problem, check_data_root, format_problems, read_split_scenes
 from vega3d.data.errors import DataFileError
+from vega3d.data.frame_lists import DEFAULT_MAX_INVALID_RATIO, FrameList, frame_lists_path
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import (
     MULTI3DREFER_FILE,
@@ -49,14 +56,7 @@ from vega3d.data.records import (
     sqa3d_records,
 )
 from vega3d.data.sampling import coverage_selection
-from vega3d.data.scannet import (
-    read_aggregation,
-    read_axis_alignment,
-    read_masks,
-    read_mesh,
-    read_segments,
-    vertex_instance_ids,
-)
+from vega3d.data.scene_points import ScenePoints, aligned_scene_points, gt_boxes, predicted_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -82,68 +82,14 @@ class PrepReport:
     scenes: dict[str, list[str]]  # split -> scenes
     outputs: list[str] = field(default_factory=list)  # files written
     records: dict[str, int] = field(default_factory=dict)  # "<task>_<split>" -> number of records
+    excluded_frames: dict[str, dict[int, str]] = field(default_factory=dict)  # scene -> frame -> reason
     seconds: float = 0.0
-
-
-@dataclass
-class ScenePoints:
-    """Mesh vertices of a scene in the aligned frame."""
-
-    xyz: np.ndarray  # [N, 3] float32 metres, aligned frame
-    rgb: np.ndarray  # [N, 3] uint8
-    instance: np.ndarray  # [N] int64 objectId, -1 = no object
-    labels: list[str]  # label of each objectId (empty without an aggregation)
-
-
-def aligned_scene_points(layout: DataLayout, scene: str) -> ScenePoints:
-    """Read mesh, segments and aggregation, apply axisAlignment: the scene's aligned point cloud."""
-    mesh = read_mesh(layout.mesh_path(scene))
-    axis_align = read_axis_alignment(layout.scan_meta_path(scene))
-    xyz = (mesh.vertices.astype(np.float64) @ axis_align[:3, :3].T + axis_align[:3, 3]).astype(np.float32)
-    if layout.aggregation_path(scene).is_file():
-        segments = read_segments(layout.segs_path(scene))
-        if len(segments) != len(xyz):
-            raise DataFileError(layout.segs_path(scene), f"{len(segments)} segment ids for {len(xyz)} mesh vertices",
-                                "re-download the scan's segs.json with its mesh")
-        aggregation = read_aggregation(layout.aggregation_path(scene))
-        instance, labels = vertex_instance_ids(segments, aggregation), aggregation.labels
-    else:
-        instance, labels = np.full(len(xyz), -1, dtype=np.int64), []
-    return ScenePoints(xyz=xyz, rgb=mesh.colors, instance=instance, labels=labels)
 
 
 def write_scene_points(path: str | Path, points: ScenePoints) -> None:
     """Atomic ``.npz`` with xyz [N,3] float32, rgb [N,3] uint8, instance [N] int64."""
     with storage.atomic_local_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, xyz=points.xyz, rgb=points.rgb, instance=points.instance)
-
-
-def gt_boxes(points: ScenePoints, where: Path) -> list[list[float]]:
-    """Tight aligned box of each object's vertices, index = objectId: [M][6]."""
-    boxes = []
-    for object_id in range(len(points.labels)):
-        members = points.xyz[points.instance == object_id]
-        if len(members) == 0:
-            raise DataFileError(where, f"object {object_id} ({points.labels[object_id]}) owns no mesh vertex",
-                                "fix the aggregation's segments for this object")
-        boxes.append([float(v) for v in box_from_points(members)])
-    return boxes
-
-
-def predicted_boxes(xyz: np.ndarray, mask_path: Path, limit: int = MAX_PRED_BOXES) -> list[list[float]]:
-    """Aligned box of each predicted mask's vertices (masks in file order, empty masks skipped), <= limit."""
-    masks = read_masks(mask_path)
-    if masks.shape[1] != len(xyz):
-        raise DataFileError(mask_path, f"masks cover {masks.shape[1]} vertices, the mesh has {len(xyz)}",
-                            "re-create the predicted masks for this mesh")
-    boxes = []
-    for row in range(masks.shape[0]):
-        vertices = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
-        if len(vertices):
-            boxes.append([float(v) for v in box_from_points(xyz[vertices])])
-        if len(boxes) == limit:
-            break
-    return boxes
 
 
 def selection_budget(cfg: DataConfig) -> int:
@@ -201,28 +147,67 @@ def label_classes(layout: DataLayout) -> Callable[[str], str]:
     return lambda label: mapping.get(label, label)
 
 
-def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepReport:
-    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails."""
-    from tqdm import tqdm
+def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True, deep: bool = False,
+             max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO) -> PrepReport:
+    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails.
 
+    Invalid frames (-inf/NaN poses, unreadable or, with ``deep``, undecodable images) are left out of the
+    frame lists and reported; a scene with more than ``max_invalid_ratio`` of them is refused.
+    """
     started = time.perf_counter()
     layout = DataLayout(root)
-    problems = check_data_root(layout.root)
+    frame_lists: dict[str, FrameList] = {}
+    problems = check_data_root(layout.root, progress=progress and deep, deep=deep,
+                               max_invalid_ratio=max_invalid_ratio, frame_lists=frame_lists)
     if problems:
         raise PrepError(layout.root, problems)
-    to_class = label_classes(layout)
     scenes = {split: read_split_scenes(layout, split) for split in ("train", "val", "test")}
     report = PrepReport(root=str(layout.root), scenes=scenes)
+    all_scenes = [(split, scene) for split, names in scenes.items() for scene in names]
+    report.excluded_frames = {scene: fl.excluded for scene, fl in frame_lists.items() if fl.excluded}
+    staging = Path(tempfile.mkdtemp(prefix=".prep-staging-", dir=layout.root))
+    try:
+        outputs = _prepare_scenes(layout, cfg, all_scenes, frame_lists, staging, progress)
+        for (task, split), task_records in outputs.records.items():
+            report.records[f"{task}_{split}"] = len(task_records)
+        for name in sorted(p.name for p in staging.iterdir()):  # every scene went through: publish
+            target = layout.aligned_points_path(name.removesuffix(".npz"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, target)
+            report.outputs.append(str(target))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for path, payload in outputs.files:
+        storage.write_bytes(str(path), payload)
+        report.outputs.append(str(path))
+    report.seconds = time.perf_counter() - started
+    logger.info("prep of %s done in %.1f s: %s; %d invalid frames excluded", layout.root, report.seconds,
+                report.records, sum(len(v) for v in report.excluded_frames.values()))
+    return report
+
+
+@dataclass
+class _Prepared:
+    files: list[tuple[Path, bytes]]
+    records: dict[tuple[str, str], list]
+
+
+def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[str, str]],
+                    frame_lists: dict[str, FrameList], staging: Path, progress: bool) -> _Prepared:
+    """Per scene: points (into ``staging``), boxes, voxels, coverage picks; then every metadata file and record
+    list in memory."""
+    from tqdm import tqdm
+
+    to_class = label_classes(layout)
+    scenes = list(dict.fromkeys(split for split, _ in all_scenes))
     gt: dict[str, dict[str, list]] = {split: {} for split in scenes}
     pred: dict[str, dict[str, list]] = {split: {} for split in scenes}
     voxel_sets: dict[str, np.ndarray] = {}
     selections: list[dict[str, Any]] = []
     objects: dict[str, SceneObjects] = {}
-    all_scenes = [(split, scene) for split, names in scenes.items() for scene in names]
     for split, scene in tqdm(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
         points = aligned_scene_points(layout, scene)
-        write_scene_points(layout.aligned_points_path(scene), points)
-        report.outputs.append(str(layout.aligned_points_path(scene)))
+        write_scene_points(staging / f"{scene}.npz", points)
         if points.labels:
             boxes = gt_boxes(points, layout.aggregation_path(scene))
             gt[split][video_id(scene)] = boxes
@@ -231,7 +216,8 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
         if split != "train" and layout.mask_path(scene).is_file():
             pred[split][video_id(scene)] = predicted_boxes(points.xyz, layout.mask_path(scene))
         voxel_sets[scene] = voxel_set(points.xyz, cfg.voxel_size)
-        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size))
+        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size,
+                                             frame_lists[scene].frames))
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
     records = _build_records(layout, list(cfg.tasks), objects)
@@ -243,12 +229,8 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
             outputs.append((layout.pred_box_path(split), json.dumps(pred[split]).encode()))
     outputs.append((layout.voxel_path(), _pickle_bytes(voxel_sets)))
     outputs.append((layout.select_frames_path(), json.dumps(selections).encode()))
+    lists = {video_id(scene): frame_lists[scene].as_json() for _, scene in all_scenes}
+    outputs.append((frame_lists_path(layout), json.dumps(lists).encode()))
     for (task, split), task_records in records.items():
         outputs.append((layout.processed_path(task, split), json.dumps(task_records, indent=1).encode()))
-        report.records[f"{task}_{split}"] = len(task_records)
-    for path, payload in outputs:
-        storage.write_bytes(str(path), payload)
-        report.outputs.append(str(path))
-    report.seconds = time.perf_counter() - started
-    logger.info("prep of %s done in %.1f s: %s", layout.root, report.seconds, report.records)
-    return report
+    return _Prepared(files=outputs, records=records)

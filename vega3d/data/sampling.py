@@ -130,10 +130,12 @@ def scene_frame_voxels(
 
 
 def coverage_selection(
-    layout: DataLayout, scene: str, scene_voxels: np.ndarray, budget: int = 32, voxel_size: float = 0.1
+    layout: DataLayout, scene: str, scene_voxels: np.ndarray, budget: int = 32, voxel_size: float = 0.1,
+    frame_ids: Sequence[int] | None = None,
 ) -> dict:
-    """The ``scannet_select_frames.json`` entry of a scene: greedy picks (up to ``budget``) over the candidates."""
-    frame_ids = scene_frame_ids(layout, scene)
+    """The ``scannet_select_frames.json`` entry of a scene: greedy picks (up to ``budget``) over the candidates
+    drawn from ``frame_ids`` (default: the scene's frame list)."""
+    frame_ids = list(scene_frame_ids(layout, scene) if frame_ids is None else frame_ids)
     candidates = [frame_ids[i] for i in candidate_indices(len(frame_ids), budget)]
     result = max_coverage(scene_frame_voxels(layout, scene, candidates, voxel_size), scene_voxels, budget)
     return {
