@@ -188,8 +188,13 @@ class Trainer:
 
         if self.on_gpu:
             torch.cuda.set_device(self.local_rank)
+        backend = "nccl" if self.on_gpu else "gloo"
+        if not dist.is_initialized() and self.world_size == 1:  # one process: no rendezvous beyond loopback
+            from vega3d.train.launch import init_single_process_group
+
+            init_single_process_group(backend)
         if not dist.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo")
+            deepspeed.init_distributed(dist_backend=backend)
 
     def _build_engine(self, total_steps: int) -> Any:
         import deepspeed
