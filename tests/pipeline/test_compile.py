@@ -85,3 +85,10 @@ def test_unknown_cached_step_is_refused():
 
     with pytest.raises(ValueError, match="unknown steps to cache"):
         build_pipeline(["trian"])
+
+
+def test_every_step_runs_as_the_images_non_root_user(compiled):
+    _, platform = compiled
+    for name in GPU_EXECUTORS | CPU_EXECUTORS:
+        assert platform[name]["securityContext"] == {"runAsUser": "10001", "runAsGroup": "10001",
+                                                     "runAsNonRoot": True}, name
