@@ -43,7 +43,9 @@ def evaluate_task(
     from vega3d import storage
     from vega3d.evaluation import inference, tasks
     from vega3d.evaluation.predictions import PredictionError, load_predictions
+    from vega3d.preflight import preflight
 
+    preflight([cfg.eval.output_uri], cfg.data.root)  # fail fast, before any prediction
     records = tasks.load_records(cfg.data.root, task, split)
     if cfg.eval.max_samples is not None:
         records = records[: cfg.eval.max_samples]

@@ -89,6 +89,11 @@ def launch_training(cfg, nproc: int, parent_run_id: str | None = None) -> TrainS
     """Train with ``nproc`` local processes (or as a rank of an enclosing torchrun)."""
     from vega3d.config import save_config
 
+    if os.environ.get("RANK", "0") == "0":  # fail fast: output, data root, tracking (vega3d.preflight)
+        from vega3d.preflight import preflight
+
+        preflight([cfg.train.output_uri], cfg.data.root, cfg.tracking.uri)
+
     if nproc <= 1 or inside_torchrun():
         ensure_process_env()
         from vega3d.train.trainer import train_in_process
