@@ -54,6 +54,7 @@ def evaluate_task(
         from vega3d.evaluation.predictors import build_predictor
 
         predict = build_predictor(cfg, task, split or tasks.DEFAULT_SPLITS[task])
+        predict.check_lengths(records)  # model.max_length, before any prediction
         shards = range(cfg.eval.num_shards) if shard_index is None else [shard_index]
         for index in shards:
             inference.run_inference(records, predict, task_uri, index, cfg.eval.num_shards, cfg.eval.batch_size,

@@ -68,15 +68,8 @@ def _turns(record: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def encode_record(
-    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool
-) -> EncodedPrompt:
-    """Record -> token ids and labels.
-
-    ``train``: every turn with its answer (answers + <|im_end|> trained); ``generate``: the first
-    question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
-    the grounding head, for evaluation of ScanRefer / Multi3DRefer).
-    """
+def prompt_pieces(record: dict[str, Any], mode: Mode, spatial_instruction: bool) -> list[tuple[str, bool]]:
+    """The text pieces of a record's prompt and whether each is trained (see :func:`encode_record`)."""
     pairs = _turns(record)
     if mode != "train":
         pairs = pairs[:1]
@@ -89,6 +82,19 @@ def encode_record(
             pieces += [(f"{answer}{QWEN_IM_END}", True), ("\n", False)]
     if mode == "ground":
         pieces.append((GROUND_TOKEN, False))
+    return pieces
+
+
+def encode_record(
+    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool
+) -> EncodedPrompt:
+    """Record -> token ids and labels.
+
+    ``train``: every turn with its answer (answers + <|im_end|> trained); ``generate``: the first
+    question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
+    the grounding head, for evaluation of ScanRefer / Multi3DRefer).
+    """
+    pieces = prompt_pieces(record, mode, spatial_instruction)
     input_ids: list[int] = []
     labels: list[int] = []
     for text, trained in pieces:
