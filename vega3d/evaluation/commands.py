@@ -42,7 +42,7 @@ def evaluate_task(
     """Predict (unless ``predictions_uri``), then score one task; None when only one shard was run."""
     from vega3d import storage
     from vega3d.evaluation import inference, tasks
-    from vega3d.evaluation.predictions import PredictionError, load_predictions
+    from vega3d.evaluation.predictions import PredictionError, load_predictions, strict_problems
     from vega3d.preflight import preflight
 
     preflight([cfg.eval.output_uri], cfg.data.root)  # fail fast, before any prediction
@@ -65,9 +65,9 @@ def evaluate_task(
             return None
         predictions_uri = inference.merge_shards(task_uri, cfg.eval.num_shards)
     pset = load_predictions(task, predictions_uri, [r["id"] for r in records])
+    if strict and strict_problems(pset):
+        raise PredictionError(predictions_uri, strict_problems(pset))
     if pset.problems:
-        if strict:
-            raise PredictionError(predictions_uri, pset.problems)
         logger.warning("%s: %d malformed prediction(s), scored as misses and listed in %s/problems.json:\n  %s",
                        predictions_uri, len(pset.problems), task_uri,
                        "\n  ".join(str(p) for p in pset.problems[:20]))
@@ -106,7 +106,7 @@ def eval_command(
     max_samples: Annotated[int | None, typer.Option("--max-samples", min=1, help="Evaluate only the first N records per task.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--theta", help="Multi3DRefer cumulative-probability threshold θ (default: model.multi3drefer_threshold).")] = None,
-    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Fail on malformed predictions instead of scoring them as misses.")] = False,
+    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Fail on malformed or missing predictions instead of scoring them as misses.")] = False,
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="Compute METEOR (starts Java).")] = True,
     mlflow_run_id: Annotated[str | None, typer.Option("--mlflow-run-id", help="Log metrics, breakdown and samples into this MLflow run.")] = None,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")] = None,
