@@ -4,7 +4,8 @@ Usage: ``python tests/train/worker.py RESULT_JSON [key=value overrides of the ti
 ``WORKER_MODEL=toy`` (default) trains ToyModel on ToyDataset (``TOY_SIZE`` samples); ``WORKER_MODEL=tiny``
 trains the tiny VEGA-3D model on the processed records of ``data.root`` (``build_training``).
 With ``VEGA3D_TEST_KILL_AT_SAVE=N`` the process SIGKILLs itself in the middle of writing checkpoint N
-(after DeepSpeed wrote the engine files, before the checkpoint is marked complete).
+(after DeepSpeed wrote the engine files, before the checkpoint is marked complete); with
+``VEGA3D_TEST_KILL_AT_FINAL_SAVE=1`` it SIGKILLs itself after writing the final model, before publishing it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def main() -> None:
         dataset = ToyDataset(int(os.environ.get("TOY_SIZE", "40")))
         trainer = Trainer(load_config("tiny", overrides), ToyModel(), dataset, Vega3DCollator(pad_token_id=0),
                           dataset.tasks)
+    if os.environ.get("VEGA3D_TEST_KILL_AT_FINAL_SAVE"):
+        write_model = trainer.save_model
+
+        def write_then_die(module, state_dict, folder):
+            write_model(module, state_dict, folder)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.save_model = write_then_die
     result = trainer.train()
     if trainer.rank == 0:
         Path(result_path).write_text(json.dumps({
