@@ -11,12 +11,16 @@ and the max-coverage ordering of its candidate frames (back-projected depth, inv
 the metadata files and the processed llava-style records of every task are built in memory and only then
 written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``; point
 clouds go to a staging folder first and are moved in place only after every scene went through. Re-running
-on the same root rewrites identical files.
+on the same root rewrites identical files and reuses the coverage picks of every scene whose frame list and
+voxel set are unchanged. Derived files are keyed by the settings that made them (voxel size and number of
+picks in their names, see ``DataLayout.select_frames_path``), so runs with different settings on one data root
+never overwrite each other; the coverage ratio (mc-ratio95) is applied when sampling, to the stored gains.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -55,12 +59,11 @@ from vega3d.data.records import (
     scanrefer_records,
     sqa3d_records,
 )
-from vega3d.data.sampling import coverage_selection
+from vega3d.data.sampling import coverage_selection, selection_budget
 from vega3d.data.scene_points import ScenePoints, aligned_scene_points, gt_boxes, predicted_boxes
 
 logger = logging.getLogger(__name__)
 
-PAPER_FRAMES = 32
 TASK_SPLITS = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "scan2cap": ("train", "val"),
                "scanqa": ("train", "val"), "sqa3d": ("train", "val", "test")}
 
@@ -83,6 +86,7 @@ class PrepReport:
     outputs: list[str] = field(default_factory=list)  # files written
     records: dict[str, int] = field(default_factory=dict)  # "<task>_<split>" -> number of records
     excluded_frames: dict[str, dict[int, str]] = field(default_factory=dict)  # scene -> frame -> reason
+    reused_selections: int = 0  # scenes whose coverage picks an earlier prep with the same settings made
     seconds: float = 0.0
 
 
@@ -92,9 +96,19 @@ def write_scene_points(path: str | Path, points: ScenePoints) -> None:
         np.savez(handle, xyz=points.xyz, rgb=points.rgb, instance=points.instance)
 
 
-def selection_budget(cfg: DataConfig) -> int:
-    """Greedy picks stored per scene: at least the paper's 32, so any frames_upbound up to it reads a prefix."""
-    return max(cfg.frames_upbound, PAPER_FRAMES)
+def _selection_digest(frames: list[int], voxels: np.ndarray) -> str:
+    """What a scene's coverage picks depend on besides the settings: its frame list and its voxel set."""
+    digest = hashlib.sha256(json.dumps(frames).encode())
+    digest.update(np.ascontiguousarray(voxels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _previous_selections(path: Path) -> dict[str, dict]:
+    """Entries of an earlier prep with the same settings (same file), by video_id; {} when unusable."""
+    try:
+        return {entry["video_id"]: entry for entry in json.loads(path.read_text()) if "inputs" in entry}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def _pickle_bytes(obj: Any) -> bytes:
@@ -168,6 +182,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True, deep: boo
     staging = Path(tempfile.mkdtemp(prefix=".prep-staging-", dir=layout.root))
     try:
         outputs = _prepare_scenes(layout, cfg, all_scenes, frame_lists, staging, progress)
+        report.reused_selections = outputs.reused_selections
         for (task, split), task_records in outputs.records.items():
             report.records[f"{task}_{split}"] = len(task_records)
         for name in sorted(p.name for p in staging.iterdir()):  # every scene went through: publish
@@ -190,6 +205,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True, deep: boo
 class _Prepared:
     files: list[tuple[Path, bytes]]
     records: dict[tuple[str, str], list]
+    reused_selections: int = 0
 
 
 def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[str, str]],
@@ -205,6 +221,10 @@ def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[
     voxel_sets: dict[str, np.ndarray] = {}
     selections: list[dict[str, Any]] = []
     objects: dict[str, SceneObjects] = {}
+    budget = selection_budget(cfg.frames_upbound)
+    select_path = layout.select_frames_path(cfg.voxel_size, budget)
+    previous = _previous_selections(select_path)
+    reused = 0
     for split, scene in tqdm(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
         points = aligned_scene_points(layout, scene)
         write_scene_points(staging / f"{scene}.npz", points)
@@ -216,8 +236,15 @@ def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[
         if split != "train" and layout.mask_path(scene).is_file():
             pred[split][video_id(scene)] = predicted_boxes(points.xyz, layout.mask_path(scene))
         voxel_sets[scene] = voxel_set(points.xyz, cfg.voxel_size)
-        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size,
-                                             frame_lists[scene].frames))
+        inputs = _selection_digest(frame_lists[scene].frames, voxel_sets[scene])
+        entry = previous.get(video_id(scene))
+        if entry is not None and entry["inputs"] == inputs:  # same settings, same frames and scene: reuse
+            reused += 1
+        else:
+            entry = coverage_selection(layout, scene, voxel_sets[scene], budget, cfg.voxel_size,
+                                       frame_lists[scene].frames)
+            entry["inputs"] = inputs
+        selections.append(entry)
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
     records = _build_records(layout, list(cfg.tasks), objects)
@@ -227,10 +254,11 @@ def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[
             outputs.append((layout.gt_box_path(split), json.dumps(gt[split]).encode()))
         if split != "train" and pred[split]:
             outputs.append((layout.pred_box_path(split), json.dumps(pred[split]).encode()))
-    outputs.append((layout.voxel_path(), _pickle_bytes(voxel_sets)))
-    outputs.append((layout.select_frames_path(), json.dumps(selections).encode()))
+    logger.info("frame selections: %d of %d scenes reused from %s", reused, len(all_scenes), select_path)
+    outputs.append((layout.voxel_path(cfg.voxel_size), _pickle_bytes(voxel_sets)))
+    outputs.append((select_path, json.dumps(selections).encode()))
     lists = {video_id(scene): frame_lists[scene].as_json() for _, scene in all_scenes}
     outputs.append((frame_lists_path(layout), json.dumps(lists).encode()))
     for (task, split), task_records in records.items():
         outputs.append((layout.processed_path(task, split), json.dumps(task_records, indent=1).encode()))
-    return _Prepared(files=outputs, records=records)
+    return _Prepared(files=outputs, records=records, reused_selections=reused)
