@@ -39,6 +39,7 @@ from vega3d.train.collator import model_inputs
 from vega3d.train.deepspeed_config import build_deepspeed_config, global_batch_size
 from vega3d.train.optim import build_optimizer, build_scheduler
 from vega3d.train.sampler import TASK_GROUPS, TaskGroupedSampler, task_group
+from vega3d.train.zero3_grads import clear_stale_zero3_gradients
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ class Trainer:
                 accumulator.add(output, batch, self.cfg.model.ground_temperature)
                 if not boundary:
                     continue
+                clear_stale_zero3_gradients(engine)  # DeepSpeed 0.19 workaround, see vega3d.train.zero3_grads
                 step += 1
                 reported = engine.get_global_grad_norm()
                 record = accumulator.finish(
