@@ -166,3 +166,16 @@ def test_split_leakage_duplicate_ids_invalid_unicode_and_empty_val(root):
     with pytest.raises(PrepError):
         prepare(root)
     assert file_digests(root / "metadata") == before
+
+
+def test_prep_excludes_a_truncated_frame_instead_of_crashing(root):
+    """Prep reads frames for the coverage picks: its check decodes every frame, so a truncated JPEG (which passes
+    the header-only check) is an excluded frame, not a crash half-way through prep."""
+    layout = DataLayout(root)
+    scene = _scene(layout, "val")
+    jpg = layout.color_path(scene, 0)  # frame 0 is always a coverage candidate
+    jpg.write_bytes(jpg.read_bytes()[: len(jpg.read_bytes()) // 2])
+    assert check_data_root(root) == []  # headers only: the default check cannot see it
+    report = prepare(root)
+    assert list(report.excluded_frames) == [scene] and report.excluded_frames[scene][0].startswith("undecodable jpg")
+    assert 0 not in json.loads(frame_lists_path(layout).read_text())[video_id(scene)]["frames"]

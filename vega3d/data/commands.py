@@ -99,16 +99,16 @@ def check(root: RootOption = None, preset: PresetOption = "tiny", deep: DeepOpti
 
 
 @app.command()
-def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, deep: DeepOption = False,
+def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None,
          max_invalid_frames: MaxInvalidOption = 0.25) -> None:
-    """Check, then produce boxes, voxel sets, frame selections and processed records of every task."""
+    """Check (every frame decoded), then produce boxes, voxel sets, frame selections and processed records."""
     from vega3d.data.prep import PrepError, run_prep
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_options(preset, set_)
     target = root or Path(cfg.data.root)
     try:
-        report = run_prep(target, cfg.data, deep=deep, max_invalid_ratio=max_invalid_frames)
+        report = run_prep(target, cfg.data, max_invalid_ratio=max_invalid_frames)
     except PrepError as error:
         print_problems(error.problems)
         typer.echo(f"prep refused {target}: fix the problems above; nothing was written", err=True)

@@ -161,17 +161,18 @@ def label_classes(layout: DataLayout) -> Callable[[str], str]:
     return lambda label: mapping.get(label, label)
 
 
-def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True, deep: bool = False,
+def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True,
              max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO) -> PrepReport:
     """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails.
 
-    Invalid frames (-inf/NaN poses, unreadable or, with ``deep``, undecodable images) are left out of the
-    frame lists and reported; a scene with more than ``max_invalid_ratio`` of them is refused.
+    The check runs deep (every frame decoded): prep reads frames itself, and a truncated image must be an
+    excluded frame, not a crash half-way. Invalid frames (-inf/NaN poses, undecodable images) are left out of
+    the frame lists and reported; a scene with more than ``max_invalid_ratio`` of them is refused.
     """
     started = time.perf_counter()
     layout = DataLayout(root)
     frame_lists: dict[str, FrameList] = {}
-    problems = check_data_root(layout.root, progress=progress and deep, deep=deep,
+    problems = check_data_root(layout.root, progress=progress, deep=True,
                                max_invalid_ratio=max_invalid_ratio, frame_lists=frame_lists)
     if problems:
         raise PrepError(layout.root, problems)
