@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.prepared import add_benchmarks, copy_root, file_digests, prepare
+from tests.data.prepared import copy_root, file_digests, prepare
 from vega3d.data import safe_pickle
 from vega3d.data.check import check_data_root
 from vega3d.data.frame_lists import frame_lists_path, scene_frame_list
@@ -18,13 +18,6 @@ from vega3d.data.prep import PrepError
 from vega3d.data.sampling import frame_id_of, sample_frame_ids
 
 INF_POSE = "-inf -inf -inf -inf\n-inf -inf -inf -inf\n-inf -inf -inf -inf\n-inf -inf -inf -inf\n"
-
-
-@pytest.fixture(scope="module")
-def raw_root(small_synthetic_root, tmp_path_factory) -> Path:
-    root = copy_root(small_synthetic_root, tmp_path_factory.mktemp("raw") / "data")
-    add_benchmarks(root)
-    return root
 
 
 @pytest.fixture

@@ -6,20 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.data.prepared import add_benchmarks, copy_root
+from tests.data.prepared import copy_root
 from vega3d.config import load_config
 from vega3d.data.layout import DataLayout
 from vega3d.data.prep import run_prep
 from vega3d.data.sampling import load_selections, sample_frame_ids
-
-
-@pytest.fixture(scope="module")
-def raw_root(small_synthetic_root, tmp_path_factory) -> Path:
-    root = copy_root(small_synthetic_root, tmp_path_factory.mktemp("raw") / "data")
-    add_benchmarks(root)
-    return root
 
 
 def _prep(root: Path, *overrides: str):

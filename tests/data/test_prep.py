@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.data import truth_answers as ta
-from tests.data.prepared import add_benchmarks, copy_root, file_digests, prepare
+from tests.data.prepared import copy_root, file_digests, prepare
 from vega3d.data import safe_pickle
 from vega3d.data.boxes import box_iou_matrix
 from vega3d.data.geometry import voxel_set
@@ -24,13 +24,6 @@ from vega3d.testing.synthetic import load_truth
 MESH_TOLERANCE = 2e-6
 TASK_FILES = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "scan2cap": ("train", "val"),
               "scanqa": ("train", "val"), "sqa3d": ("train", "val", "test")}
-
-
-@pytest.fixture(scope="module")
-def raw_root(small_synthetic_root, tmp_path_factory) -> Path:
-    root = copy_root(small_synthetic_root, tmp_path_factory.mktemp("raw") / "data")
-    add_benchmarks(root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from tests.evaluation.conftest import BASELINE
 from vega3d.config import load_config
@@ -15,14 +14,6 @@ from vega3d.model.length import PromptTooLongError, over_length
 from vega3d.model.prompts import encode_record
 
 LONG = "a brown wooden chair next to the table " * 2600  # ~100k characters
-
-
-@pytest.fixture(scope="module")
-def loaded(prepared_root):
-    cfg = load_config("tiny", [*BASELINE, f"data.root={prepared_root}"])
-    torch.manual_seed(0)
-    model, tokenizer = predictors.load_eval_model(cfg, 0, torch.device("cpu"))
-    return cfg, model, tokenizer
 
 
 def test_evaluation_refuses_an_over_long_record_before_predicting(loaded):
