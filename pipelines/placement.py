@@ -58,7 +58,9 @@ class Placement:
 
 
 def apply_credentials(task, placement: Placement):
-    """S3 and MLflow credentials from Kubernetes secrets (optional, so clusters without auth still run)."""
+    """S3 and MLflow credentials from Kubernetes secrets (optional, so clusters without auth still run); the
+    container runs as the images' non-root user (kfp's backend adds no privilege escalation, no capabilities)."""
+    kubernetes.set_security_context(task, run_as_user=10001, run_as_group=10001, run_as_non_root=True)
     kubernetes.use_secret_as_env(task, placement.s3_secret, placement.s3_secret_keys, optional=True)
     kubernetes.use_secret_as_env(task, placement.mlflow_secret, placement.mlflow_secret_keys, optional=True)
     kubernetes.use_field_path_as_env(task, "VEGA3D_PIPELINE_RUN_ID", "metadata.labels['pipeline/runid']")

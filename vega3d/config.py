@@ -313,27 +313,42 @@ def available_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _preset_tree(name_or_path: str) -> dict[str, Any]:
+def _preset_tree(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The merged YAML tree of a preset (built-in name, .yaml file or URI), following ``inherit``.
+
+    A malformed file, a non-mapping or an inheritance cycle is a ConfigError naming the file.
+    """
+    if name_or_path in _chain:
+        raise ConfigError(f"preset {name_or_path!r} inherits from itself: {' -> '.join([*_chain, name_or_path])}; "
+                          "remove the cycle from the 'inherit' lines")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and "://" in name_or_path:
         from vega3d.storage import read_text
 
-        text = read_text(name_or_path)  # a resolved config published under the storage root
+        text, source = read_text(name_or_path), name_or_path  # a resolved config published under the storage root
     elif path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text()
+        text, source = path.read_text(), str(path)
     else:
         resource = resources.files("vega3d") / "presets" / f"{name_or_path}.yaml"
         if not resource.is_file():
             raise ConfigError(
                 f"unknown preset {name_or_path!r}: choose one of {available_presets()} or give a .yaml file"
             )
-        text = resource.read_text()
-    tree = yaml.safe_load(text) or {}
+        text, source = resource.read_text(), str(resource)
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{at} ({problem}); fix the file") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"preset {name_or_path!r} must be a YAML mapping, got {type(tree).__name__}")
+        raise ConfigError(f"{source}: a preset must be a YAML mapping, got {type(tree).__name__}")
     parent = tree.pop("inherit", None)
     if parent:
-        tree = _deep_merge(_preset_tree(parent), tree)
+        if not isinstance(parent, str):
+            raise ConfigError(f"{source}: 'inherit' must name one preset or .yaml file, got {parent!r}")
+        tree = _deep_merge(_preset_tree(parent, (*_chain, name_or_path)), tree)
     tree.setdefault("preset", path.stem if path.suffix in (".yaml", ".yml") else name_or_path)
     return tree
 

@@ -113,6 +113,7 @@ def prep(config_yaml: str) -> dict[str, Any]:
         published = staging.stage_up(data_dir, cfg.data.root, [p for p in PREP_OUTPUTS if (data_dir / p).exists()])
         counts = {f"records_{name}": float(n) for name, n in report.records.items()}
         counts.update({f"scenes_{split}": float(len(names)) for split, names in report.scenes.items()})
+        counts["frames_excluded"] = float(sum(len(f) for f in report.excluded_frames.values()))  # invalid frames
         run.log_metrics({**counts, "seconds": report.seconds, "files_published": float(published)})
     return {"uri": cfg.data.root, "counts": counts}
 

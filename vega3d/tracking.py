@@ -52,6 +52,11 @@ CHAMPION = "champion"
 # MLflow >= 2.8 accepts 6000 characters per param value, older servers (still common on clusters) only 500.
 PARAM_VALUE_LIMIT = 500
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+# Safe mode (training) bounds MLflow's HTTP retries: its defaults (7 retries, backoff 2) stall every failing
+# call about 4 minutes when a server answers /health but fails requests. Values already set are kept.
+SAFE_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+SERVER_FAILURES_BEFORE_DISABLE = 2  # consecutive calls failed by the server (5xx, transport) in safe mode
 
 R = TypeVar("R")
 
@@ -134,13 +139,17 @@ def _tracking_call(default: Any = None) -> Callable[[Callable[..., R]], Callable
         def call(self: Tracker, *args: Any, **kwargs: Any) -> R:
             if not self.enabled:
                 return default
+            failures = self._server_failures
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
             except Exception as error:
                 if not self.safe or not _is_tracking_failure(error):
                     raise
-                self._degrade(f"{method.__name__} failed: {error}")
+                self._degrade(f"{method.__name__} failed: {error}", _is_server_failure(error))
                 return default
+            if self._server_failures == failures:  # a clean call (no nested call failed) ends a failure streak
+                self._server_failures = 0
+            return result
 
         return call
 
@@ -153,6 +162,13 @@ def _is_tracking_failure(error: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(error, (MlflowException, requests.RequestException, ConnectionError, TimeoutError))
+
+
+def _is_server_failure(error: Exception) -> bool:
+    """A failure of the server or the way to it (5xx, transport), not a refusal of the request (4xx)."""
+    from mlflow.exceptions import MlflowException
+
+    return not isinstance(error, MlflowException) or error.get_http_status_code() >= 500
 
 
 class Tracker:
@@ -170,6 +186,7 @@ class Tracker:
         self.probe_timeout = probe_timeout
         self.enabled = bool(self.uri) and is_rank_zero()
         self._client = None
+        self._server_failures = 0
         if self.enabled and not self._server_answers():
             message = f"MLflow tracking server {self.uri} does not answer /health"
             if not safe:
@@ -184,6 +201,9 @@ class Tracker:
         """The ``MlflowClient`` bound to this tracker's URI (created on first use)."""
         if self._client is None:
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            if self.safe:
+                for name, value in SAFE_HTTP_SETTINGS.items():
+                    os.environ.setdefault(name, value)
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.uri)
@@ -200,8 +220,9 @@ class Tracker:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _degrade(self, message: str) -> None:
-        if self._server_answers():
+    def _degrade(self, message: str, server_failure: bool = True) -> None:
+        self._server_failures += int(server_failure)
+        if self._server_failures < SERVER_FAILURES_BEFORE_DISABLE and self._server_answers():
             logger.warning("MLflow: %s; continuing", message)
             return
         logger.warning("MLflow: %s; tracking is disabled for the rest of this process, work goes on", message)

@@ -110,7 +110,8 @@ def test_overlays_hold_the_expected_objects(rendered):
         ("Namespace", "vega3d"), ("ConfigMap", "vega3d-client-settings"), ("ConfigMap", "vega3d-mlflow-settings"),
         ("Deployment", "vega3d-mlflow"), ("Service", "vega3d-mlflow"), ("ServiceAccount", "vega3d-launcher"),
         ("Role", "vega3d-trainjob-launcher"), ("RoleBinding", "vega3d-trainjob-launcher"),
-        ("TrainingRuntime", tj.DEFAULT_RUNTIME),
+        ("TrainingRuntime", tj.DEFAULT_RUNTIME), ("NetworkPolicy", "vega3d-default-deny-ingress"),
+        ("NetworkPolicy", "vega3d-allow-same-namespace"), ("NetworkPolicy", "vega3d-allow-pipeline-clients"),
     }
     self_hosted = {("StatefulSet", "vega3d-postgres"), ("Service", "vega3d-postgres"),
                    ("ConfigMap", "vega3d-postgres-init"), ("StatefulSet", "vega3d-seaweedfs"),
@@ -298,3 +299,73 @@ def test_generated_trainjob_validates_structurally():
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate_core({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node"},
                         "spec": {**patch_pod, "nodeSelectors": {"a": "b"}}})
+
+
+# ------------------------------------------------------------------------------ pod security, NetworkPolicy
+
+
+def _pod_specs(docs: list[dict]):
+    """(name, pod spec) of every workload the manifests create (Deployments, StatefulSets, the runtime)."""
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "TrainingRuntime":
+            for job in doc["spec"]["template"]["spec"]["replicatedJobs"]:
+                yield job["name"], job["template"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_drops_privileges(rendered, target):
+    seen = []
+    for name, pod in _pod_specs(rendered[target]):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            security = container.get("securityContext", {})
+            assert security.get("allowPrivilegeEscalation") is False, (name, container["name"])
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], (name, container["name"])
+            seen.append(container["name"])
+    assert tj.NODE_CONTAINER in seen and "mlflow" in " ".join(seen)
+
+
+def test_generated_trainjob_container_drops_privileges():
+    request = tj.TrainJobRequest(name="vega3d-train-x", namespace="vega3d", image="img:1", train_args=[],
+                                 num_nodes=2)
+    patch = tj.build_trainjob(request)["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]
+    pod = patch["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    _validate_core({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node"}, "spec": pod})
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    match = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        match = match and labels.get(expression["key"]) in expression["values"]
+    return match
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policies_deny_ingress_except_namespace_and_pipeline_clients(rendered, target):
+    docs = rendered[target]
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies["vega3d-default-deny-ingress"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}  # every pod, no rule: nothing gets in
+    assert policies["vega3d-allow-same-namespace"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+    clients = policies["vega3d-allow-pipeline-clients"]
+    (rule,) = clients["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"vega3d.io/client": "true"}}}]
+    allowed_ports = {p["port"] for p in rule["ports"]}
+    # every workload reachable from pipeline namespaces is the MLflow server or SeaweedFS, on its serving port only
+    reachable = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            if _selects(clients["podSelector"], labels):
+                ports = {p["containerPort"] for c in doc["spec"]["template"]["spec"]["containers"]
+                         for p in c.get("ports", [])}
+                reachable[labels["app.kubernetes.io/name"]] = ports & allowed_ports
+    expected = {"mlflow": {5000}} if target in ("base", "overlays/external-s3") else {"mlflow": {5000},
+                                                                                     "seaweedfs": {8333}}
+    assert reachable == expected

@@ -68,12 +68,17 @@ def test_check_and_prep_fail_on_a_bad_root_with_the_file_in_a_table(runner, synt
     shutil.rmtree(root / "processed", ignore_errors=True)
     pose = DataLayout(root).pose_path(load_truth(root)[0].scene, 10)
     pose.write_text("1 0 0 0\n0 1 0 nan\n0 0 1 0\n0 0 0 1\n")
-    result = runner.invoke(app, ["data", "check", "--root", str(root)])
+    strict = ["--max-invalid-frames", "0.1"]  # 1 of 8 frames invalid is above 10%
+    result = runner.invoke(app, ["data", "check", "--root", str(root), *strict])
     assert result.exit_code == 1
-    assert "1 problem(s)" in result.output and pose.name in result.output and "NaN" in result.output
-    result = runner.invoke(app, ["data", "prep", "--root", str(root)])
+    assert "1 problem(s)" in result.output and "00010: pose has -inf/NaN" in result.output
+    assert "image bodies were not decoded (use --deep)" in result.output
+    result = runner.invoke(app, ["data", "prep", "--root", str(root), *strict])
     assert result.exit_code == 1
     assert "nothing was written" in result.output and not (root / "processed").exists()
+    result = runner.invoke(app, ["data", "prep", "--root", str(root)])  # default 25%: the frame is excluded
+    assert result.exit_code == 0, result.output
+    assert "1 invalid frame(s) excluded in 1 scene(s)" in result.output
 
 
 def test_prep_rejects_a_bad_override(runner, synthesised):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.data import truth_answers as ta
-from tests.data.prepared import add_benchmarks, copy_root, file_digests, prepare
+from tests.data.prepared import copy_root, file_digests, prepare
 from vega3d.config import load_config
 from vega3d.data import safe_pickle
 from vega3d.data.boxes import box_iou_matrix
@@ -29,13 +29,6 @@ TASK_FILES = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "
 
 def _fold(nyu40_id: int) -> int:
     return nyu40_id if nyu40_id in {*range(1, 13), 14, 16, 24, 28, 33, 34, 36, 39} else 39
-
-
-@pytest.fixture(scope="module")
-def raw_root(small_synthetic_root, tmp_path_factory) -> Path:
-    root = copy_root(small_synthetic_root, tmp_path_factory.mktemp("raw") / "data")
-    add_benchmarks(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -201,15 +194,51 @@ def _missing_frame(layout: DataLayout, scene: str) -> Path:
     return path
 
 
-def _nan_pose(layout: DataLayout, scene: str) -> Path:
-    path = layout.pose_path(scene, 30)
-    path.write_text("nan 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+def _corrupt_mesh(layout: DataLayout, scene: str) -> Path:
+    path = layout.mesh_path(scene)
+    path.write_bytes(path.read_bytes()[:400])  # header + a few vertices: a truncated download
     return path
 
 
-def _unreadable_png(layout: DataLayout, scene: str) -> Path:
-    path = layout.depth_path(scene, 40)
-    path.write_bytes(b"not a png at all")
+def _vertex_count_mismatch(layout: DataLayout, scene: str) -> Path:
+    path = layout.segs_path(scene)
+    segs = json.loads(path.read_text())
+    segs["segIndices"] = segs["segIndices"][:-5]
+    path.write_text(json.dumps(segs))
+    return path
+
+
+def _object_without_vertices(layout: DataLayout, scene: str) -> Path:
+    path = layout.aggregation_path(scene)
+    aggregation = json.loads(path.read_text())
+    aggregation["segGroups"][-1]["segments"] = [10**9]
+    path.write_text(json.dumps(aggregation))
+    return path
+
+
+def _corrupt_mask(layout: DataLayout, scene: str) -> Path:
+    val_scene = layout.split_file_path("val").read_text().split()[0]
+    path = layout.mask_path(val_scene)
+    path.write_bytes(b"PK\x03\x04 this zip is broken")
+    return path
+
+
+def _mask_vertex_mismatch(layout: DataLayout, scene: str) -> Path:
+    import scipy.sparse as sp
+
+    val_scene = layout.split_file_path("val").read_text().split()[0]
+    path = layout.mask_path(val_scene)
+    masks = sp.load_npz(str(path)).tocsr()
+    with path.open("wb") as handle:
+        sp.save_npz(handle, masks[:, :-3])
+    return path
+
+
+def _info_with_a_non_dict_entry(layout: DataLayout, scene: str) -> Path:
+    path = layout.embodiedscan_info_path("val")
+    infos = safe_pickle.load(path)
+    infos["data_list"].append(["not", "a", "dict"])
+    path.write_bytes(pickle.dumps(infos))
     return path
 
 
@@ -242,8 +271,9 @@ def _malicious_pickle(layout: DataLayout, scene: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("corrupt", [_missing_frame, _nan_pose, _unreadable_png, _scene_not_on_disk,
-                                     _wrong_box_count, _malicious_pickle])
+@pytest.mark.parametrize("corrupt", [_missing_frame, _scene_not_on_disk, _wrong_box_count, _malicious_pickle,
+                                     _corrupt_mesh, _vertex_count_mismatch, _object_without_vertices, _corrupt_mask,
+                                     _mask_vertex_mismatch, _info_with_a_non_dict_entry])
 def test_bad_input_gives_one_error_naming_the_file_and_prep_writes_nothing(prepared, tmp_path, corrupt):
     from vega3d.data.check import check_data_root
 

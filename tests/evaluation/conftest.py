@@ -26,3 +26,17 @@ def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config("tiny", BASELINE)
     write_tiny_llava_video(root / cfg.model.checkpoint, cfg.model)
     return root
+
+
+@pytest.fixture(scope="module")
+def loaded(prepared_root: Path):
+    """(config, tiny model, tokenizer) of the baseline (no generative branch) on ``prepared_root``, on CPU."""
+    import torch
+
+    from vega3d.config import load_config
+    from vega3d.evaluation import predictors
+
+    cfg = load_config("tiny", [*BASELINE, f"data.root={prepared_root}"])
+    torch.manual_seed(0)
+    model, tokenizer = predictors.load_eval_model(cfg, 0, torch.device("cpu"))
+    return cfg, model, tokenizer

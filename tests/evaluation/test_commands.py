@@ -67,3 +67,49 @@ def test_eval_reports_malformed_predictions_with_ids(tmp_path):
 def test_eval_rejects_unknown_task():
     result = RUNNER.invoke(app, ["eval", "nope"])
     assert result.exit_code != 0 and "unknown task" in result.output
+
+
+def test_a_non_utf8_byte_is_one_problem_and_a_lenient_eval_goes_on(tmp_path):
+    records = write_root(tmp_path / "data", ["scanqa"])["scanqa"]
+    rows = tasks.oracle_predictions("scanqa", records)
+    lines = [json.dumps(row).encode() for row in rows]
+    lines[2] = lines[2].replace(b'"answer": "', b'"answer": "\xff', 1)  # a Latin-1 byte in a UTF-8 file
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    common = ["eval", "scanqa", "--data-root", str(tmp_path / "data"), "--predictions", str(path),
+              "--output-uri", str(out), "--no-meteor"]
+    lenient = RUNNER.invoke(app, common)
+    assert lenient.exit_code == 0, lenient.output
+    (problem,) = json.loads((out / "scanqa" / "problems.json").read_text())
+    assert problem["line"] == 3 and "not valid UTF-8 (byte 0xff" in problem["message"]
+    metrics = json.loads((out / "scanqa" / "metrics.json").read_text())
+    assert metrics["num_missing"] == 1 and metrics["em"] == 95.0  # 19 of 20 oracle answers
+
+
+def test_an_empty_predictions_file_fails_strict(tmp_path):
+    records = write_root(tmp_path / "data", ["sqa3d"])["sqa3d"]
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    common = ["eval", "sqa3d", "--data-root", str(tmp_path / "data"), "--predictions", str(path),
+              "--output-uri", str(tmp_path / "out")]
+    strict = RUNNER.invoke(app, [*common, "--strict"])
+    assert strict.exit_code != 0
+    assert "20 malformed prediction(s)" in str(strict.exception)
+    assert f"id {records[0]['id']!r}: no prediction for this record" in str(strict.exception)
+    assert RUNNER.invoke(app, common).exit_code == 0  # lenient: scored as misses, with a warning
+
+
+def test_an_answer_with_invalid_unicode_is_a_problem(tmp_path):
+    records = write_root(tmp_path / "data", ["scanqa"])["scanqa"]
+    rows = tasks.oracle_predictions("scanqa", records)
+    lines = [json.dumps(row) for row in rows]
+    lines[0] = lines[0].replace('"answer": "', '"answer": "\\ud800', 1)  # valid JSON, not encodable text
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    result = RUNNER.invoke(app, ["eval", "scanqa", "--data-root", str(tmp_path / "data"), "--predictions",
+                                 str(path), "--output-uri", str(out), "--no-meteor"])
+    assert result.exit_code == 0, result.output
+    (problem,) = json.loads((out / "scanqa" / "problems.json").read_text())
+    assert problem["id"] == records[0]["id"] and "invalid Unicode" in problem["message"]

@@ -15,14 +15,6 @@ from vega3d.evaluation import predictors, tasks
 from vega3d.evaluation.predictions import validate_predictions
 
 
-@pytest.fixture(scope="module")
-def loaded(prepared_root):
-    cfg = load_config("tiny", [*BASELINE, f"data.root={prepared_root}"])
-    torch.manual_seed(0)
-    model, tokenizer = predictors.load_eval_model(cfg, 0, torch.device("cpu"))
-    return cfg, model, tokenizer
-
-
 def predictor(loaded, task):
     cfg, model, tokenizer = loaded
     split = tasks.DEFAULT_SPLITS[task]

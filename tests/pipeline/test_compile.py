@@ -151,3 +151,8 @@ def test_tiny_gpu_requests_stay_overridable(tmp_path):
     assert "num_gpus" in executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"]
     assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["overrides"]["defaultValue"] == [
         "eval.max_samples=4"]
+def test_every_step_runs_as_the_images_non_root_user(compiled):
+    _, platform = compiled
+    for name in GPU_EXECUTORS | CPU_EXECUTORS:
+        assert platform[name]["securityContext"] == {"runAsUser": "10001", "runAsGroup": "10001",
+                                                     "runAsNonRoot": True}, name

@@ -4,7 +4,10 @@ Usage: ``python tests/train/worker.py RESULT_JSON [key=value overrides of the ti
 ``WORKER_MODEL=toy`` (default) trains ToyModel on ToyDataset (``TOY_SIZE`` samples); ``WORKER_MODEL=tiny``
 trains the tiny VEGA-3D model on the processed records of ``data.root`` (``build_training``).
 With ``VEGA3D_TEST_KILL_AT_SAVE=N`` the process SIGKILLs itself in the middle of writing checkpoint N
-(after DeepSpeed wrote the engine files, before the checkpoint is marked complete).
+(after DeepSpeed wrote the engine files, before the checkpoint is marked complete); with
+``VEGA3D_TEST_KILL_AT_FINAL_SAVE=1`` it SIGKILLs itself after writing the final model, before publishing it;
+with ``VEGA3D_TEST_KILL_S3_AT_SAVE=N`` and ``VEGA3D_TEST_S3_PGID`` it SIGKILLs the S3 server's process group
+when it starts uploading checkpoint N.
 """
 
 from __future__ import annotations
@@ -49,9 +52,26 @@ def _kill_during_save(step_to_kill: int) -> None:
     checkpointing.CheckpointManager.save = save
 
 
+def _kill_s3_during_upload(step: int, pgid: int) -> None:
+    from vega3d import storage
+
+    original = storage.upload_file
+    fired: list[str] = []
+
+    def upload(local, uri):
+        if not fired and f"step-{step:08d}/" in uri:
+            fired.append(uri)
+            os.killpg(pgid, signal.SIGKILL)  # the object store dies in the middle of this checkpoint
+        return original(local, uri)
+
+    storage.upload_file = upload
+
+
 def main() -> None:
     result_path, overrides = sys.argv[1], sys.argv[2:]
     ensure_process_env()
+    if os.environ.get("VEGA3D_TEST_KILL_S3_AT_SAVE"):
+        _kill_s3_during_upload(int(os.environ["VEGA3D_TEST_KILL_S3_AT_SAVE"]), int(os.environ["VEGA3D_TEST_S3_PGID"]))
     if os.environ.get("VEGA3D_TEST_KILL_AT_SAVE"):
         _kill_during_save(int(os.environ["VEGA3D_TEST_KILL_AT_SAVE"]))
     if os.environ.get("WORKER_MODEL", "toy") == "tiny":
@@ -61,6 +81,14 @@ def main() -> None:
         dataset = ToyDataset(int(os.environ.get("TOY_SIZE", "40")))
         trainer = Trainer(load_config("tiny", overrides), ToyModel(), dataset, Vega3DCollator(pad_token_id=0),
                           dataset.tasks)
+    if os.environ.get("VEGA3D_TEST_KILL_AT_FINAL_SAVE"):
+        write_model = trainer.save_model
+
+        def write_then_die(module, state_dict, folder):
+            write_model(module, state_dict, folder)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.save_model = write_then_die
     result = trainer.train()
     if trainer.rank == 0:
         Path(result_path).write_text(json.dumps({

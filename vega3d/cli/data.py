@@ -19,6 +19,10 @@ RootOption = Annotated[
     Path | None, typer.Option("--data-root", help="Data root folder (default: the preset's data.root).")
 ]
 OldRootOption = Annotated[Path | None, hidden_alias("--root", "--data-root")]
+DeepOption = Annotated[bool, typer.Option("--deep", help="Decode every frame (parallel) instead of reading headers.")]
+MaxInvalidOption = Annotated[float, typer.Option(
+    "--max-invalid-frames", min=0.0, max=1.0,
+    help="Share of a scene's frames that may be invalid (-inf/NaN pose, unreadable image) before it is refused.")]
 
 
 def print_problems(problems: list[Problem]) -> None:
@@ -73,13 +77,19 @@ def synth(
 
 @app.command()
 def check(
-    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, root: OldRootOption = None
+    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, deep: DeepOption = False,
+    max_invalid_frames: MaxInvalidOption = 0.25, root: OldRootOption = None,
 ) -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
 
     target = data_root or root or Path(config_from_options(preset, set_).data.root)
-    problems = check_data_root(target, progress=True)
+    frame_lists: dict = {}
+    problems = check_data_root(target, progress=True, deep=deep, max_invalid_ratio=max_invalid_frames,
+                               frame_lists=frame_lists)
+    excluded = sum(len(f.excluded) for f in frame_lists.values())
+    typer.echo(f"{excluded} invalid frame(s) would be excluded; "
+               + ("every frame was decoded" if deep else "image bodies were not decoded (use --deep)"))
     if problems:
         print_problems(problems)
         raise typer.Exit(1)
@@ -88,21 +98,25 @@ def check(
 
 @app.command()
 def prep(
-    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, root: OldRootOption = None
+    data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None,
+    max_invalid_frames: MaxInvalidOption = 0.25, root: OldRootOption = None,
 ) -> None:
-    """Check, then produce boxes, voxel sets, frame selections and processed records of every task."""
+    """Check (every frame decoded), then produce boxes, voxel sets, frame selections and processed records."""
     from vega3d.data.prep import PrepError, run_prep
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_options(preset, set_)
     target = data_root or root or Path(cfg.data.root)
     try:
-        report = run_prep(target, cfg.data)
+        report = run_prep(target, cfg.data, max_invalid_ratio=max_invalid_frames)
     except PrepError as error:
         print_problems(error.problems)
         typer.echo(f"prep refused {target}: fix the problems above; nothing was written", err=True)
         raise typer.Exit(1) from None
     for name, count in sorted(report.records.items()):
         typer.echo(f"{name}: {count} records")
+    excluded = sum(len(frames) for frames in report.excluded_frames.values())
+    typer.echo(f"{excluded} invalid frame(s) excluded in {len(report.excluded_frames)} scene(s) "
+               "(listed in metadata/scannet_frame_lists.json)")
     typer.echo(f"prepared {sum(len(s) for s in report.scenes.values())} scenes under {target} "
                f"in {report.seconds:.1f} s")

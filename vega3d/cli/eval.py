@@ -59,7 +59,7 @@ def eval_command(
     max_samples: Annotated[int | None, typer.Option("--max-samples", min=1, help="Evaluate only the first N records per task.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--theta", help="Multi3DRefer cumulative-probability threshold θ (default: model.multi3drefer_threshold).")] = None,
-    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Fail on malformed predictions instead of scoring them as misses.")] = False,
+    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Fail on malformed or missing predictions instead of scoring them as misses.")] = False,
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="Compute METEOR (starts Java).")] = True,
     mlflow_run_id: Annotated[str | None, typer.Option("--mlflow-run-id", help="Log metrics, breakdown and samples into this MLflow run.")] = None,
     tracking_uri: TrackingUriOption = None,

@@ -58,6 +58,9 @@ def read_infos(path: str | Path) -> dict:
     if not isinstance(infos, dict) or not isinstance(infos.get("data_list"), list):
         raise DataFileError(path, "expected a dict with a 'data_list' list", "re-download the EmbodiedScan infos")
     for index, entry in enumerate(infos["data_list"]):
+        if not isinstance(entry, dict):
+            raise DataFileError(path, f"data_list[{index}] is a {type(entry).__name__}, not a dict",
+                                "re-download the EmbodiedScan infos")
         missing = {"sample_idx", "images", "axis_align_matrix"} - set(entry)
         if missing:
             raise DataFileError(path, f"data_list[{index}] lacks {sorted(missing)}", "re-download the EmbodiedScan infos")

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vega3d.data.errors import DataFileError
+from vega3d.data.frame_lists import prepared_frame_ids
 from vega3d.data.layout import DataLayout
 from vega3d.data.scannet import read_axis_alignment, read_color, read_depth, read_matrix, read_pose
 
@@ -27,7 +28,14 @@ class SceneFrames:
 
 
 def scene_frame_ids(layout: DataLayout, scene: str) -> list[int]:
-    """Sensor frame numbers present in ``posed_images/<scene>`` (every 10th: 0, 10, 20, ...), sorted."""
+    """The scene's usable frame numbers (every 10th sensor frame: 0, 10, 20, ...), sorted.
+
+    The list prep wrote to ``metadata/scannet_frame_lists.json`` (invalid frames excluded) when there is one,
+    otherwise every ``NNNNN.jpg`` in ``posed_images/<scene>``.
+    """
+    prepared = prepared_frame_ids(layout, scene)
+    if prepared:
+        return prepared
     folder = layout.posed_images_dir(scene)
     if not folder.is_dir():
         raise DataFileError(folder, "scene folder not found", f"synthesise or download posed_images for {scene}")

@@ -104,11 +104,19 @@ class DataLayout:
     def pred_box_path(self, split: str) -> Path:
         return self.root / "metadata" / f"scannet_{split}_pred_box.json"
 
-    def voxel_path(self) -> Path:
-        return self.root / "metadata" / "pcd_discrete_0.1.pkl"
+    def voxel_path(self, voxel_size: float = 0.1) -> Path:
+        """Scene voxel sets, named by their voxel size (the released file is ``pcd_discrete_0.1.pkl``)."""
+        return self.root / "metadata" / f"pcd_discrete_{voxel_size:g}.pkl"
 
-    def select_frames_path(self) -> Path:
-        return self.root / "metadata" / "scannet_select_frames.json"
+    def select_frames_path(self, voxel_size: float = 0.1, budget: int = 32, masked: bool = True) -> Path:
+        """Max-coverage picks, keyed by the settings that made them: the released name for 0.1 m voxels and 32
+        picks, ``..._voxel<size>_frames<picks>`` for any other, ``_unmasked`` added when invalid depth was not
+        masked (``data.mask_invalid_depth``), so that runs with different settings on one data root never
+        overwrite each other."""
+        stem = "scannet_select_frames"
+        if (voxel_size, budget) != (0.1, 32):
+            stem += f"_voxel{voxel_size:g}_frames{budget}"
+        return self.root / "metadata" / f"{stem}{'' if masked else '_unmasked'}.json"
 
     def split_file_path(self, split: str) -> Path:
         """Scene list of a split (ScanNet's ``scannetv2_<split>.txt``)."""

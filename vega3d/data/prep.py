@@ -1,22 +1,33 @@
 """The prep stage: from the raw layout to everything training and evaluation read.
 
-``run_prep(root, cfg)`` first runs ``check_data_root`` and refuses a root with problems. Then, per scene:
+``run_prep(root, cfg)`` first runs ``check_data_root`` (which reads every input the way prep does) and refuses
+a root with problems, writing nothing. Each scene's frame list follows the invalid-frame policy of
+:mod:`vega3d.data.frame_lists` (excluded frames reported and written to ``metadata/scannet_frame_lists.json``).
+Then, per scene:
 the mesh vertices moved into the aligned frame by ``axisAlignment`` with per-vertex instance ids (segments +
 aggregation) -> ``scannet/pcd_with_global_alignment/<scene>.npz``; a ground-truth box per aggregation object
 (index = objectId); a box per predicted mask (at most 50, in the mask file's order); the scene's voxel set;
 and the max-coverage ordering of its candidate frames (back-projected depth, invalid depth masked unless
 ``mask_invalid_depth`` is False). Finally
 the metadata files and the processed llava-style records of every task are built in memory and only then
-written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``. Re-running
-on the same root rewrites identical files.
+written, each atomically, so a failure leaves no partial file in ``metadata/`` or ``processed/``; point
+clouds go to a staging folder first and are moved in place only after every scene went through. Re-running
+on the same root rewrites identical files and reuses the coverage picks of every scene whose frame list and
+voxel set are unchanged. Derived files are keyed by the settings that made them (voxel size and number of
+picks in their names, see ``DataLayout.select_frames_path``), so runs with different settings on one data root
+never overwrite each other; the coverage ratio (mc-ratio95) is applied when sampling, to the stored gains.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
 import pickle
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,9 +39,9 @@ import numpy as np
 from vega3d import storage
 from vega3d.config import DataConfig
 from vega3d.data.benchmark_formats import read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d
-from vega3d.data.boxes import box_from_points
-from vega3d.data.check import MAX_PRED_BOXES, Problem, check_data_root, format_problems, read_split_scenes
+from vega3d.data.check import Problem, check_data_root, format_problems, read_split_scenes
 from vega3d.data.errors import DataFileError
+from vega3d.data.frame_lists import DEFAULT_MAX_INVALID_RATIO, FrameList, frame_lists_path
 from vega3d.data.geometry import voxel_set
 from vega3d.data.layout import (
     MULTI3DREFER_FILE,
@@ -49,19 +60,11 @@ from vega3d.data.records import (
     scanrefer_records,
     sqa3d_records,
 )
-from vega3d.data.sampling import coverage_selection
-from vega3d.data.scannet import (
-    read_aggregation,
-    read_axis_alignment,
-    read_masks,
-    read_mesh,
-    read_segments,
-    vertex_instance_ids,
-)
+from vega3d.data.sampling import coverage_selection, selection_budget
+from vega3d.data.scene_points import ScenePoints, aligned_scene_points, gt_boxes, predicted_boxes
 
 logger = logging.getLogger(__name__)
 
-PAPER_FRAMES = 32
 TASK_SPLITS = {"scanrefer": ("train", "val"), "multi3drefer": ("train", "val"), "scan2cap": ("train", "val"),
                "scanqa": ("train", "val"), "sqa3d": ("train", "val", "test")}
 
@@ -83,34 +86,9 @@ class PrepReport:
     scenes: dict[str, list[str]]  # split -> scenes
     outputs: list[str] = field(default_factory=list)  # files written
     records: dict[str, int] = field(default_factory=dict)  # "<task>_<split>" -> number of records
+    excluded_frames: dict[str, dict[int, str]] = field(default_factory=dict)  # scene -> frame -> reason
+    reused_selections: int = 0  # scenes whose coverage picks an earlier prep with the same settings made
     seconds: float = 0.0
-
-
-@dataclass
-class ScenePoints:
-    """Mesh vertices of a scene in the aligned frame."""
-
-    xyz: np.ndarray  # [N, 3] float32 metres, aligned frame
-    rgb: np.ndarray  # [N, 3] uint8
-    instance: np.ndarray  # [N] int64 objectId, -1 = no object
-    labels: list[str]  # label of each objectId (empty without an aggregation)
-
-
-def aligned_scene_points(layout: DataLayout, scene: str) -> ScenePoints:
-    """Read mesh, segments and aggregation, apply axisAlignment: the scene's aligned point cloud."""
-    mesh = read_mesh(layout.mesh_path(scene))
-    axis_align = read_axis_alignment(layout.scan_meta_path(scene))
-    xyz = (mesh.vertices.astype(np.float64) @ axis_align[:3, :3].T + axis_align[:3, 3]).astype(np.float32)
-    if layout.aggregation_path(scene).is_file():
-        segments = read_segments(layout.segs_path(scene))
-        if len(segments) != len(xyz):
-            raise DataFileError(layout.segs_path(scene), f"{len(segments)} segment ids for {len(xyz)} mesh vertices",
-                                "re-download the scan's segs.json with its mesh")
-        aggregation = read_aggregation(layout.aggregation_path(scene))
-        instance, labels = vertex_instance_ids(segments, aggregation), aggregation.labels
-    else:
-        instance, labels = np.full(len(xyz), -1, dtype=np.int64), []
-    return ScenePoints(xyz=xyz, rgb=mesh.colors, instance=instance, labels=labels)
 
 
 def write_scene_points(path: str | Path, points: ScenePoints) -> None:
@@ -119,37 +97,19 @@ def write_scene_points(path: str | Path, points: ScenePoints) -> None:
         np.savez(handle, xyz=points.xyz, rgb=points.rgb, instance=points.instance)
 
 
-def gt_boxes(points: ScenePoints, where: Path) -> list[list[float]]:
-    """Tight aligned box of each object's vertices, index = objectId: [M][6]."""
-    boxes = []
-    for object_id in range(len(points.labels)):
-        members = points.xyz[points.instance == object_id]
-        if len(members) == 0:
-            raise DataFileError(where, f"object {object_id} ({points.labels[object_id]}) owns no mesh vertex",
-                                "fix the aggregation's segments for this object")
-        boxes.append([float(v) for v in box_from_points(members)])
-    return boxes
+def _selection_digest(frames: list[int], voxels: np.ndarray) -> str:
+    """What a scene's coverage picks depend on besides the settings: its frame list and its voxel set."""
+    digest = hashlib.sha256(json.dumps(frames).encode())
+    digest.update(np.ascontiguousarray(voxels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
 
 
-def predicted_boxes(xyz: np.ndarray, mask_path: Path, limit: int = MAX_PRED_BOXES) -> list[list[float]]:
-    """Aligned box of each predicted mask's vertices (masks in file order, empty masks skipped), <= limit."""
-    masks = read_masks(mask_path)
-    if masks.shape[1] != len(xyz):
-        raise DataFileError(mask_path, f"masks cover {masks.shape[1]} vertices, the mesh has {len(xyz)}",
-                            "re-create the predicted masks for this mesh")
-    boxes = []
-    for row in range(masks.shape[0]):
-        vertices = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
-        if len(vertices):
-            boxes.append([float(v) for v in box_from_points(xyz[vertices])])
-        if len(boxes) == limit:
-            break
-    return boxes
-
-
-def selection_budget(cfg: DataConfig) -> int:
-    """Greedy picks stored per scene: at least the paper's 32, so any frames_upbound up to it reads a prefix."""
-    return max(cfg.frames_upbound, PAPER_FRAMES)
+def _previous_selections(path: Path) -> dict[str, dict]:
+    """Entries of an earlier prep with the same settings (same file), by video_id; {} when unusable."""
+    try:
+        return {entry["video_id"]: entry for entry in json.loads(path.read_text()) if "inputs" in entry}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def _pickle_bytes(obj: Any) -> bytes:
@@ -217,28 +177,74 @@ def label_classes(layout: DataLayout) -> Callable[[str], str]:
     return to_class
 
 
-def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepReport:
-    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails."""
-    from tqdm import tqdm
+def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True,
+             max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO) -> PrepReport:
+    """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails.
 
+    The check runs deep (every frame decoded): prep reads frames itself, and a truncated image must be an
+    excluded frame, not a crash half-way. Invalid frames (-inf/NaN poses, undecodable images) are left out of
+    the frame lists and reported; a scene with more than ``max_invalid_ratio`` of them is refused.
+    """
     started = time.perf_counter()
     layout = DataLayout(root)
-    problems = check_data_root(layout.root)
+    frame_lists: dict[str, FrameList] = {}
+    problems = check_data_root(layout.root, progress=progress, deep=True,
+                               max_invalid_ratio=max_invalid_ratio, frame_lists=frame_lists)
     if problems:
         raise PrepError(layout.root, problems)
-    to_class = label_classes(layout)  # reads the label table before any write
     scenes = {split: read_split_scenes(layout, split) for split in ("train", "val", "test")}
     report = PrepReport(root=str(layout.root), scenes=scenes)
+    all_scenes = [(split, scene) for split, names in scenes.items() for scene in names]
+    report.excluded_frames = {scene: fl.excluded for scene, fl in frame_lists.items() if fl.excluded}
+    staging = Path(tempfile.mkdtemp(prefix=".prep-staging-", dir=layout.root))
+    try:
+        outputs = _prepare_scenes(layout, cfg, all_scenes, frame_lists, staging, progress)
+        report.reused_selections = outputs.reused_selections
+        for (task, split), task_records in outputs.records.items():
+            report.records[f"{task}_{split}"] = len(task_records)
+        for name in sorted(p.name for p in staging.iterdir()):  # every scene went through: publish
+            target = layout.aligned_points_path(name.removesuffix(".npz"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, target)
+            report.outputs.append(str(target))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for path, payload in outputs.files:
+        storage.write_bytes(str(path), payload)
+        report.outputs.append(str(path))
+    report.seconds = time.perf_counter() - started
+    logger.info("prep of %s done in %.1f s: %s; %d invalid frames excluded", layout.root, report.seconds,
+                report.records, sum(len(v) for v in report.excluded_frames.values()))
+    return report
+
+
+@dataclass
+class _Prepared:
+    files: list[tuple[Path, bytes]]
+    records: dict[tuple[str, str], list]
+    reused_selections: int = 0
+
+
+def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[str, str]],
+                    frame_lists: dict[str, FrameList], staging: Path, progress: bool) -> _Prepared:
+    """Per scene: points (into ``staging``), boxes, voxels, coverage picks; then every metadata file and record
+    list in memory."""
+    from tqdm import tqdm
+
+    to_class = label_classes(layout)
+    scenes = list(dict.fromkeys(split for split, _ in all_scenes))
     gt: dict[str, dict[str, list]] = {split: {} for split in scenes}
     pred: dict[str, dict[str, list]] = {split: {} for split in scenes}
     voxel_sets: dict[str, np.ndarray] = {}
     selections: list[dict[str, Any]] = []
     objects: dict[str, SceneObjects] = {}
-    all_scenes = [(split, scene) for split, names in scenes.items() for scene in names]
+    budget = selection_budget(cfg.frames_upbound)
+    select_path = layout.select_frames_path(cfg.voxel_size, budget, cfg.mask_invalid_depth)
+    previous = _previous_selections(select_path)
+    reused = 0
     for split, scene in tqdm(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
         points = aligned_scene_points(layout, scene)
-        write_scene_points(layout.aligned_points_path(scene), points)
-        report.outputs.append(str(layout.aligned_points_path(scene)))
+        write_scene_points(staging / f"{scene}.npz", points)
         if points.labels:
             boxes = gt_boxes(points, layout.aggregation_path(scene))
             gt[split][video_id(scene)] = boxes
@@ -246,8 +252,15 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
         if split != "train" and layout.mask_path(scene).is_file():
             pred[split][video_id(scene)] = predicted_boxes(points.xyz, layout.mask_path(scene))
         voxel_sets[scene] = voxel_set(points.xyz, cfg.voxel_size)
-        selections.append(coverage_selection(layout, scene, voxel_sets[scene], selection_budget(cfg), cfg.voxel_size,
-                                             cfg.mask_invalid_depth))
+        inputs = _selection_digest(frame_lists[scene].frames, voxel_sets[scene])
+        entry = previous.get(video_id(scene))
+        if entry is not None and entry["inputs"] == inputs:  # same settings, same frames and scene: reuse
+            reused += 1
+        else:
+            entry = coverage_selection(layout, scene, voxel_sets[scene], budget, cfg.voxel_size,
+                                       frame_lists[scene].frames, cfg.mask_invalid_depth)
+            entry["inputs"] = inputs
+        selections.append(entry)
         logger.info("%s (%s): %d vertices, %d objects, %d voxels", scene, split, len(points.xyz),
                     len(points.labels), len(voxel_sets[scene]))
     records = _build_records(layout, cfg, objects, to_class)
@@ -257,14 +270,11 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
             outputs.append((layout.gt_box_path(split), json.dumps(gt[split]).encode()))
         if split != "train" and pred[split]:
             outputs.append((layout.pred_box_path(split), json.dumps(pred[split]).encode()))
-    outputs.append((layout.voxel_path(), _pickle_bytes(voxel_sets)))
-    outputs.append((layout.select_frames_path(), json.dumps(selections).encode()))
+    logger.info("frame selections: %d of %d scenes reused from %s", reused, len(all_scenes), select_path)
+    outputs.append((layout.voxel_path(cfg.voxel_size), _pickle_bytes(voxel_sets)))
+    outputs.append((select_path, json.dumps(selections).encode()))
+    lists = {video_id(scene): frame_lists[scene].as_json() for _, scene in all_scenes}
+    outputs.append((frame_lists_path(layout), json.dumps(lists).encode()))
     for (task, split), task_records in records.items():
         outputs.append((layout.processed_path(task, split), json.dumps(task_records, indent=1).encode()))
-        report.records[f"{task}_{split}"] = len(task_records)
-    for path, payload in outputs:
-        storage.write_bytes(str(path), payload)
-        report.outputs.append(str(path))
-    report.seconds = time.perf_counter() - started
-    logger.info("prep of %s done in %.1f s: %s", layout.root, report.seconds, report.records)
-    return report
+    return _Prepared(files=outputs, records=records, reused_selections=reused)

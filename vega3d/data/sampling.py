@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("uniform", "max-coverage", "mc-ratio95")
 MC_RATIO = 0.95
+PAPER_FRAMES = 32
+
+
+def selection_budget(frames_upbound: int) -> int:
+    """Greedy picks stored per scene: at least the paper's 32, so any frames_upbound up to it reads a prefix."""
+    return max(frames_upbound, PAPER_FRAMES)
 
 
 def uniform_indices(num_frames: int, budget: int) -> list[int]:
@@ -132,10 +138,11 @@ def scene_frame_voxels(
 
 def coverage_selection(
     layout: DataLayout, scene: str, scene_voxels: np.ndarray, budget: int = 32, voxel_size: float = 0.1,
-    mask_invalid: bool = True,
+    frame_ids: Sequence[int] | None = None, mask_invalid: bool = True,
 ) -> dict:
-    """The ``scannet_select_frames.json`` entry of a scene: greedy picks (up to ``budget``) over the candidates."""
-    frame_ids = scene_frame_ids(layout, scene)
+    """The ``scannet_select_frames.json`` entry of a scene: greedy picks (up to ``budget``) over the candidates
+    drawn from ``frame_ids`` (default: the scene's frame list)."""
+    frame_ids = list(scene_frame_ids(layout, scene) if frame_ids is None else frame_ids)
     candidates = [frame_ids[i] for i in candidate_indices(len(frame_ids), budget)]
     voxels = scene_frame_voxels(layout, scene, candidates, voxel_size, mask_invalid=mask_invalid)
     result = max_coverage(voxels, scene_voxels, budget)
@@ -148,11 +155,13 @@ def coverage_selection(
     }
 
 
-def load_selections(layout: DataLayout) -> dict[str, dict]:
-    """``metadata/scannet_select_frames.json`` as video_id -> entry."""
-    path = layout.select_frames_path()
+def load_selections(layout: DataLayout, voxel_size: float = 0.1, budget: int = PAPER_FRAMES,
+                    masked: bool = True) -> dict[str, dict]:
+    """The frame selections prep made with these settings (``layout.select_frames_path``) as video_id -> entry."""
+    path = layout.select_frames_path(voxel_size, budget, masked)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no frame selections; run `vega3d data prep` to compute them")
+        raise FileNotFoundError(f"{path}: no frame selections for voxel size {voxel_size:g} and {budget} picks; "
+                                "run `vega3d data prep` with these data settings")
     return {entry["video_id"]: entry for entry in read_json(str(path))}
 
 
@@ -175,7 +184,7 @@ def sample_frame_ids(
     selections = load_selections(layout) if selections is None else selections
     entry = selections.get(video_id(scene))
     if entry is None:
-        raise KeyError(f"{layout.select_frames_path()}: no selection for {video_id(scene)}; re-run `vega3d data prep`")
+        raise KeyError(f"{layout.root}: no frame selection for {video_id(scene)}; re-run `vega3d data prep`")
     files, gains = entry["frame_files"][:budget], entry["voxel_nums"][:budget]
     if strategy == "mc-ratio95":
         cumulative = np.cumsum(gains)

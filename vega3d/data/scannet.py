@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def write_mesh(path: str | Path, mesh: Mesh) -> None:
 
 def read_mesh(path: str | Path) -> Mesh:
     """PLY mesh (plyfile) -> Mesh (vertices float32 [N,3], colours uint8 [N,3], faces int32 [F,3])."""
-    from plyfile import PlyData
+    from plyfile import PlyData, PlyParseError
 
     path = require_file(path)
     try:
@@ -205,7 +206,7 @@ def read_mesh(path: str | Path) -> Mesh:
             indices = data["face"].data["vertex_indices"]
             faces = np.stack(indices) if indices.dtype == object else np.asarray(indices)
             faces = faces.astype(np.int32)
-    except (KeyError, ValueError, OSError, EOFError) as error:
+    except (KeyError, ValueError, OSError, EOFError, PlyParseError) as error:
         raise DataFileError(path, f"not a readable PLY mesh ({error})", "re-download the scan") from None
     return Mesh(vertices=vertices, colors=colors, faces=faces)
 
@@ -286,5 +287,5 @@ def read_masks(path: str | Path) -> sp.csr_matrix:
     path = require_file(path)
     try:
         return sp.csr_matrix(sp.load_npz(str(path)), dtype=bool)
-    except (ValueError, OSError, KeyError) as error:
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
         raise DataFileError(path, f"not a scipy sparse .npz ({error})", "re-create the predicted masks") from None

@@ -7,16 +7,33 @@ Video-3D-LLM evaluation, strings are tokenised by whitespace after our own norma
   as empty tokens);
 - ScanQA, :func:`normalize_qa_text`: whitespace collapsed and a trailing "." removed from the prediction
   (the original's ``rstrip(".")``); references as given.
-The BLEU, METEOR, ROUGE-L and CIDEr scorers are pycocoevalcap's own; METEOR starts its Java jar once per
-call (SPICE is left out: it downloads models). Scores are percentages.
+The BLEU, METEOR, ROUGE-L and CIDEr scorers are pycocoevalcap's own; METEOR runs pycocoevalcap's jar once per
+call under a deadline (:mod:`vega3d.evaluation.meteor`; SPICE is left out: it downloads models). Scores are
+percentages. Before scoring, every string is bounded (:func:`bound_text`: at most 512 words of at most 64
+characters, the decoding limit): a runaway answer cannot stall or kill the scorers.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+logger = logging.getLogger(__name__)
+
 EMPTY_CAPTION = "sos eos"
+MAX_WORDS = 512  # greedy decoding stops at 512 new tokens (SPEC section 4): no real answer has more words
+MAX_WORD_CHARS = 64
+
+
+def bound_text(text: str) -> str:
+    """``text`` itself when it has at most MAX_WORDS words of at most MAX_WORD_CHARS characters (its spacing
+    kept: the released Scan2Cap captions carry double spaces), else its first MAX_WORDS words, each cut to
+    MAX_WORD_CHARS characters, joined by single spaces."""
+    words = text.split()
+    if len(words) <= MAX_WORDS and all(len(word) <= MAX_WORD_CHARS for word in words):
+        return text
+    return " ".join(word[:MAX_WORD_CHARS] for word in words[:MAX_WORDS])
 
 
 def normalize_caption(text: str | None) -> str:
@@ -41,10 +58,12 @@ class CaptionScores:
     keys: list[str]
 
 
-def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], meteor: bool = True) -> CaptionScores:
+def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], meteor: bool = True,
+                meteor_timeout_s: float = 600.0) -> CaptionScores:
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of already-normalised strings with pycocoevalcap's scorers.
 
     ``references``: id -> non-empty list of reference strings; ``candidates``: id -> one string; same ids.
+    Strings are bounded by :func:`bound_text` first; METEOR raises MeteorError past ``meteor_timeout_s``.
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -60,8 +79,12 @@ def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str
         raise ValueError(f"every id needs at least one reference; none for {empty[:5]}")
     if not keys:
         raise ValueError("coco_scores needs at least one caption")
-    gts = {k: list(references[k]) for k in keys}
-    res = {k: [candidates[k]] for k in keys}
+    gts = {k: [bound_text(r) for r in references[k]] for k in keys}
+    res = {k: [bound_text(candidates[k])] for k in keys}
+    cut = sum(res[k][0] != candidates[k] for k in keys)
+    if cut:
+        logger.warning("%d of %d candidates were longer than %d words of %d characters and were cut before "
+                       "scoring", cut, len(keys), MAX_WORDS, MAX_WORD_CHARS)
 
     corpus: dict[str, float] = {}
     per_item: dict[str, list[float]] = {}
@@ -74,13 +97,9 @@ def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str
         corpus[name] = 100.0 * float(score)
         per_item[name] = [100.0 * float(v) for v in items]
     if meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
+        from vega3d.evaluation.meteor import meteor_score
 
-        scorer = Meteor()
-        try:
-            score, items = scorer.compute_score(gts, res)
-        finally:
-            del scorer  # stops the java process
+        score, items = meteor_score(gts, res, timeout_s=meteor_timeout_s)
         corpus["meteor"] = 100.0 * float(score)
         per_item["meteor"] = [100.0 * float(v) for v in items]
     return CaptionScores(corpus=corpus, per_item=per_item, keys=keys)

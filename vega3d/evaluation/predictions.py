@@ -7,8 +7,9 @@ One prediction per record id; fields by task:
                 selected at scoring time with θ (vega3d.model.grounding.select_multi3drefer)
 - scan2cap:     {"id", "caption": str | null, "box": [6] | null}    box = the proposal the caption is about
 - scanqa/sqa3d: {"id", "answer": str}
-Every malformed entry (bad JSON, missing or unknown id, duplicate id, missing field, box of the wrong
-length, NaN/inf coordinate) becomes a :class:`Problem` naming the id (or line); nothing is dropped silently.
+Every malformed entry (bad JSON, a line that is not UTF-8, missing or unknown id, duplicate id, missing field,
+invalid Unicode, box of the wrong length, NaN/inf coordinate) becomes a :class:`Problem` naming the id (or
+line); nothing is dropped silently. :func:`strict_problems` adds one per record left without a prediction.
 """
 
 from __future__ import annotations
@@ -59,10 +60,17 @@ class PredictionSet:
 
 
 def read_jsonl(uri: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
-    """Parse a JSONL file into (line number, object) pairs; unparsable lines become problems."""
+    """Parse a JSONL file into (line number, object) pairs; unparsable lines (bad JSON, bytes that are not
+    UTF-8) become problems, the other lines are still read."""
     entries: list[tuple[int, dict[str, Any]]] = []
     problems: list[Problem] = []
-    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+    for number, raw in enumerate(storage.read_bytes(uri).splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(Problem(None, f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column "
+                                          f"{error.start + 1}); re-write the file as UTF-8", number))
+            continue
         if not line.strip():
             continue
         try:
@@ -112,6 +120,10 @@ def _text_problem(pred: dict[str, Any], name: str, nullable: bool) -> str | None
         return None
     if not isinstance(pred[name], str):
         return f"{name} must be a string, got {type(pred[name]).__name__}"
+    try:
+        pred[name].encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{name} holds invalid Unicode (a lone surrogate escape such as \\ud800)"
     return None
 
 
@@ -176,6 +188,12 @@ def validate_predictions(
         by_id[pid] = pred
     missing = [rid for rid in record_ids if rid not in by_id]
     return PredictionSet(by_id=by_id, problems=found, missing=missing)
+
+
+def strict_problems(pset: PredictionSet) -> list[Problem]:
+    """What ``--strict`` refuses: every malformed entry and every record without a prediction (so an empty
+    predictions file fails instead of scoring zero)."""
+    return pset.problems + [Problem(rid, "no prediction for this record") for rid in pset.missing]
 
 
 def load_predictions(task: str, uri: str, record_ids: Sequence[str]) -> PredictionSet:

@@ -127,6 +127,14 @@ class ModelPredictor:
         }
 
     # ------------------------------------------------------------------ tasks
+    def check_lengths(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse, before predicting, records whose sequence would exceed model.max_length (PromptTooLongError)."""
+        from vega3d.model.length import enforce_max_length
+
+        mode = "ground" if self.task in ("scanrefer", "multi3drefer") else "generate"
+        enforce_max_length(self.tokenizer, [dict(r) for r in records], mode, self.spatial, self.cfg.model.max_length,
+                           self.model.tokens_for_frames(self.cfg.data.frames_upbound), f"{self.task} records")
+
     def __call__(self, records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if self.task in GROUNDING_TASKS:
             return self._ground(records)

@@ -31,13 +31,15 @@ def evaluate(
     """Predict with ``cfg.model`` (unless ``predictions_uri`` is given), then score one task and save the result.
 
     ``split`` defaults to the task's evaluation split; ``shard_index`` runs one inference shard only (returns
-    None: score once every shard has run); ``strict`` fails on malformed predictions instead of scoring them
+    None: score once every shard has run); ``strict`` fails on malformed or missing predictions instead of scoring them
     as misses; ``meteor`` computes METEOR (starts Java).
     """
     from vega3d import storage
     from vega3d.evaluation import inference, tasks
-    from vega3d.evaluation.predictions import PredictionError, load_predictions
+    from vega3d.evaluation.predictions import PredictionError, load_predictions, strict_problems
+    from vega3d.preflight import preflight
 
+    preflight([cfg.eval.output_uri], cfg.data.root)  # fail fast, before any prediction
     records = tasks.load_records(cfg.data.root, task, split)
     if cfg.eval.max_samples is not None:
         records = records[: cfg.eval.max_samples]
@@ -46,6 +48,7 @@ def evaluate(
         from vega3d.evaluation.predictors import build_predictor
 
         predict = build_predictor(cfg, task, split or tasks.DEFAULT_SPLITS[task])
+        predict.check_lengths(records)  # model.max_length, before any prediction
         shards = range(cfg.eval.num_shards) if shard_index is None else [shard_index]
         for index in shards:
             inference.run_inference(records, predict, task_uri, index, cfg.eval.num_shards, cfg.eval.batch_size,
@@ -56,9 +59,9 @@ def evaluate(
             return None
         predictions_uri = inference.merge_shards(task_uri, cfg.eval.num_shards)
     pset = load_predictions(task, predictions_uri, [r["id"] for r in records])
+    if strict and strict_problems(pset):
+        raise PredictionError(predictions_uri, strict_problems(pset))
     if pset.problems:
-        if strict:
-            raise PredictionError(predictions_uri, pset.problems)
         logger.warning("%s: %d malformed prediction(s), scored as misses and listed in %s/problems.json:\n  %s",
                        predictions_uri, len(pset.problems), task_uri,
                        "\n  ".join(str(p) for p in pset.problems[:20]))

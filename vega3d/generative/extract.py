@@ -26,7 +26,7 @@ from vega3d import storage
 from vega3d.config import Vega3DConfig
 from vega3d.data.frames import load_scene_frames
 from vega3d.data.layout import DataLayout
-from vega3d.data.sampling import sample_frame_ids
+from vega3d.data.sampling import load_selections, sample_frame_ids, selection_budget
 from vega3d.generative.base import GenerativeEncoder
 from vega3d.generative.store import FeatureSpec, FeatureStore, feature_key
 
@@ -71,11 +71,13 @@ def split_scenes(layout: DataLayout, splits: Sequence[str]) -> list[str]:
     return sorted(scenes)
 
 
-def frame_lists(layout: DataLayout, scene: str, strategies: Sequence[str], budget: int) -> list[list[int]]:
-    """The distinct frame lists of one scene under the given sampling strategies."""
+def frame_lists(layout: DataLayout, scene: str, strategies: Sequence[str], budget: int,
+                selections: dict | None = None) -> list[list[int]]:
+    """The distinct frame lists of one scene under the given sampling strategies (``selections``: the
+    coverage picks of the run's data settings, see ``load_selections``)."""
     lists: list[list[int]] = []
     for strategy in strategies:
-        frames = sample_frame_ids(layout, scene, strategy, budget)
+        frames = sample_frame_ids(layout, scene, strategy, budget, selections)
         if frames not in lists:
             lists.append(frames)
     return lists
@@ -109,8 +111,11 @@ def extract_features(
     start = time.perf_counter()
     bar = tqdm(scenes, desc=f"extract {spec.feature_id} [{shard_index}/{num_shards}]", unit="scene",
                disable=not progress)
+    wanted = list(strategies or [cfg.data.sampling])
+    selections = None if wanted == ["uniform"] else load_selections(  # the picks of this run's data settings
+        layout, cfg.data.voxel_size, selection_budget(cfg.data.frames_upbound), cfg.data.mask_invalid_depth)
     for scene in bar:
-        for frame_ids in frame_lists(layout, scene, strategies or [cfg.data.sampling], cfg.data.frames_upbound):
+        for frame_ids in frame_lists(layout, scene, wanted, cfg.data.frames_upbound, selections):
             key = feature_key(spec.feature_id, scene, frame_ids)
             summary.keys.append(key)
             if store.get(key) is not None:

@@ -78,16 +78,9 @@ def released_unmasked_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     return {tokenizer.convert_tokens_to_ids(QWEN_IM_START), tokenizer.convert_tokens_to_ids(QWEN_IM_END), newline[0]}
 
 
-def encode_record(
-    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool,
-    loss_tokens: LossTokens = "answer_only",
-) -> EncodedPrompt:
-    """Record -> token ids and labels.
-
-    ``train``: every turn with its answer, labels by ``loss_tokens`` (module docstring); ``generate``: the
-    first question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
-    the grounding head, for evaluation of ScanRefer / Multi3DRefer).
-    """
+def prompt_pieces(record: dict[str, Any], mode: Mode, spatial_instruction: bool,
+                  loss_tokens: LossTokens = "answer_only") -> list[tuple[str, bool]]:
+    """The text pieces of a record's prompt and whether each is trained (see :func:`encode_record`)."""
     released = loss_tokens == "released"
     pairs = _turns(record)
     if mode != "train":
@@ -102,6 +95,21 @@ def encode_record(
             pieces += [(f"{answer}{QWEN_IM_END}", True), ("\n", released)]
     if mode == "ground":
         pieces.append((GROUND_TOKEN, False))
+    return pieces
+
+
+def encode_record(
+    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], mode: Mode, spatial_instruction: bool,
+    loss_tokens: LossTokens = "answer_only",
+) -> EncodedPrompt:
+    """Record -> token ids and labels.
+
+    ``train``: every turn with its answer, labels by ``loss_tokens`` (module docstring); ``generate``: the
+    first question, ending with the assistant header; ``ground``: that plus ``<ground>`` (the query token of
+    the grounding head, for evaluation of ScanRefer / Multi3DRefer).
+    """
+    released = loss_tokens == "released"
+    pieces = prompt_pieces(record, mode, spatial_instruction, loss_tokens)
     input_ids: list[int] = []
     labels: list[int] = []
     for text, trained in pieces:

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from vega3d import storage
+from vega3d.train.safe_load import safe_checkpoint_loading
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +183,10 @@ class CheckpointManager:
             local_root = str(Path(uri).parent)
         try:
             folder = Path(local_root, step_dir_name(step))
-            load_path, _ = engine.load_checkpoint(
-                local_root, tag=step_dir_name(step), load_optimizer_states=True, load_lr_scheduler_states=True
-            )
+            with safe_checkpoint_loading(engine):  # weights_only: a planted pickle in checkpoints/ is refused
+                load_path, _ = engine.load_checkpoint(
+                    local_root, tag=step_dir_name(step), load_optimizer_states=True, load_lr_scheduler_states=True
+                )
             if load_path is None:
                 raise RuntimeError(f"DeepSpeed could not load the checkpoint at {uri}; delete it to start over")
             state = json.loads(Path(folder, TRAINER_STATE).read_text())

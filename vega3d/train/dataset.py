@@ -26,7 +26,7 @@ from vega3d import storage
 from vega3d.config import GROUNDING_TASKS, Vega3DConfig
 from vega3d.data.frames import load_scene_frames
 from vega3d.data.layout import DataLayout
-from vega3d.data.sampling import load_selections, sample_frame_ids
+from vega3d.data.sampling import load_selections, sample_frame_ids, selection_budget
 from vega3d.model.preprocess import preprocess_scene
 from vega3d.model.prompts import encode_record, use_spatial_instruction
 
@@ -83,7 +83,9 @@ class Vega3DDataset(torch.utils.data.Dataset):
         self.records = records
         self.features = features
         self.spatial = use_spatial_instruction(cfg.model, training=True)
-        self.selections = None if cfg.data.sampling == "uniform" else load_selections(self.layout)
+        self.selections = None if cfg.data.sampling == "uniform" else load_selections(
+            self.layout, cfg.data.voxel_size, selection_budget(cfg.data.frames_upbound),
+            cfg.data.mask_invalid_depth)
         splits = sorted({r["split"] for r in records if r["task"] in GROUNDING_TASKS})
         self.gt_boxes: dict[str, list] = {}
         for split in splits:

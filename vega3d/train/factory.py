@@ -41,6 +41,11 @@ def build_training(cfg: Vega3DConfig, tracker: TrainTracker | None = None) -> Tr
     seed_everything(cfg.train.seed)
     model, tokenizer = load_model(cfg.model.checkpoint, cfg.model, features.channels if features else 0)
     records = load_records(DataLayout(cfg.data.root), cfg.data.tasks, "train")
+    from vega3d.model.length import enforce_max_length
+    from vega3d.model.prompts import use_spatial_instruction
+
+    enforce_max_length(tokenizer, records, "train", use_spatial_instruction(cfg.model, training=True),
+                       cfg.model.max_length, model.tokens_for_frames(cfg.data.frames_upbound), "training records")
     dataset = Vega3DDataset(cfg, tokenizer, records, features)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Trainer(cfg, model, dataset, Vega3DCollator(pad_id), dataset.tasks, save_vega3d_model(tokenizer), tracker)

@@ -38,6 +38,7 @@ from vega3d.train.collator import model_inputs
 from vega3d.train.deepspeed_config import build_deepspeed_config, global_batch_size
 from vega3d.train.optim import build_optimizer, build_scheduler
 from vega3d.train.sampler import TASK_GROUPS, TaskGroupedSampler, task_group
+from vega3d.train.zero3_grads import clear_stale_zero3_gradients
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +148,38 @@ def default_save_model(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
     save_file({k: v.contiguous() for k, v in state_dict.items()}, os.path.join(folder, "model.safetensors"))
 
 
+MODEL_STAGING_PREFIX = ".model-tmp-"
+
+
+def model_staging_dir(uri: str) -> str:
+    """A fresh local folder to write the final model into before :func:`publish_folder`.
+
+    Local outputs stage next to ``uri`` (same filesystem, so publishing is a rename); staging folders left
+    there by a run killed during its final save are removed first (rank 0 is the only writer at that point).
+    """
+    if storage.is_remote(uri):
+        return tempfile.mkdtemp(prefix=MODEL_STAGING_PREFIX)
+    parent = Path(uri).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for orphan in parent.glob(f"{MODEL_STAGING_PREFIX}*"):
+        logger.warning("removing %s, left by a run killed during its final save", orphan)
+        shutil.rmtree(orphan, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=MODEL_STAGING_PREFIX, dir=parent)
+
+
 def publish_folder(local: str, uri: str) -> None:
-    """Make a finished local folder appear at ``uri``: a rename locally, an upload to object stores."""
+    """Make a finished local folder appear at ``uri``: a rename locally, an upload to object stores.
+
+    A local folder gets the usual permissions of a new folder (mkdtemp makes it 0700): 0777 minus the umask.
+    """
     if storage.is_remote(uri):
         for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
             storage.upload_file(path, storage.join(uri, path.relative_to(local).as_posix()))
         shutil.rmtree(local, ignore_errors=True)
         return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(local, 0o777 & ~umask)
     shutil.rmtree(uri, ignore_errors=True)
     os.replace(local, uri)
 
@@ -187,8 +213,13 @@ class Trainer:
 
         if self.on_gpu:
             torch.cuda.set_device(self.local_rank)
+        backend = "nccl" if self.on_gpu else "gloo"
+        if not dist.is_initialized() and self.world_size == 1:  # one process: no rendezvous beyond loopback
+            from vega3d.train.launch import init_single_process_group
+
+            init_single_process_group(backend)
         if not dist.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo")
+            deepspeed.init_distributed(dist_backend=backend)
 
     def _build_engine(self, total_steps: int) -> Any:
         import deepspeed
@@ -257,6 +288,7 @@ class Trainer:
                 accumulator.add(output, batch, self.cfg.model.ground_temperature)
                 if not boundary:
                     continue
+                clear_stale_zero3_gradients(engine)  # DeepSpeed 0.19 workaround, see vega3d.train.zero3_grads
                 step += 1
                 reported = engine.get_global_grad_norm()
                 record = accumulator.finish(
@@ -319,10 +351,7 @@ class Trainer:
             state_dict = engine.module.state_dict()
         uri = storage.join(self.cfg.train.output_uri, "model")
         if self.rank == 0:
-            parent = None if storage.is_remote(uri) else str(Path(uri).parent)
-            if parent:
-                Path(parent).mkdir(parents=True, exist_ok=True)
-            local = tempfile.mkdtemp(prefix=".model-tmp-", dir=parent)
+            local = model_staging_dir(uri)
             self.save_model(engine.module, {k: v.detach().cpu() for k, v in state_dict.items()}, local)
             publish_folder(local, uri)
             logger.info("final model saved to %s", uri)

@@ -194,6 +194,10 @@ def _validate(request: TrainJobRequest) -> None:
             raise ValueError(f"toleration {toleration!r} needs a 'key' (or operator: Exists to tolerate all)")
 
 
+#: Set on the node container of every TrainJob (also in the runtime; repeated so a changed runtime keeps it).
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def build_trainjob(request: TrainJobRequest) -> dict[str, Any]:
     """The TrainJob object for ``request`` (a dict ready for CustomObjectsApi and for YAML)."""
     _validate(request)
@@ -206,7 +210,8 @@ def build_trainjob(request: TrainJobRequest) -> dict[str, Any]:
         metadata["ownerReferences"] = [dict(request.owner)]
     pod_spec: dict[str, Any] = {
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": placement.shm_size}}],
-        "containers": [{"name": NODE_CONTAINER, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
+        "containers": [{"name": NODE_CONTAINER, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                        "securityContext": dict(CONTAINER_SECURITY)}],
     }
     if placement.node_selector:
         pod_spec["nodeSelector"] = dict(placement.node_selector)
