@@ -104,7 +104,8 @@ def test_manifest_places_pods_on_the_gpu_pool_with_shm():
     assert pod["nodeSelector"] == GPU_POOL
     assert pod["tolerations"] == [GPU_TAINT]
     assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "32Gi"}}]
-    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}]
+    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                                  "securityContext": tj.CONTAINER_SECURITY}]
     manifest = tj.build_trainjob(_request())
     assert manifest["spec"]["runtimePatches"][0]["manager"] == "vega3d.io/trainjob-launcher"
 

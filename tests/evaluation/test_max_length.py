@@ -43,7 +43,7 @@ def test_the_budget_counts_visual_tokens_exactly(loaded):
 
 
 def test_training_refuses_an_over_long_record_before_it_starts(prepared_root, tmp_path):
-    from vega3d.train.trainer import build_training
+    from vega3d.train.factory import build_training
 
     root = tmp_path / "data"
     shutil.copytree(prepared_root, root)

@@ -182,22 +182,27 @@ class AskEngine:
         return scene
 
     def _write_selections(self) -> None:
+        from vega3d.data.sampling import selection_budget
         from vega3d.storage import write_json
 
-        write_json(str(self.stager.layout.select_frames_path()), list(self._selections.values()))
+        data = self.cfg.data
+        path = self.stager.layout.select_frames_path(data.voxel_size, selection_budget(data.frames_upbound),
+                                                     data.mask_invalid_depth)
+        write_json(str(path), list(self._selections.values()))
 
     def _add_selection(self, scene: str) -> None:
         """Max-coverage picks of a user scene (``vega3d.data.sampling``); with no mesh, the scene's voxel set is
         the union of its frames' voxels."""
         from vega3d.data.frames import scene_frame_ids
         from vega3d.data.layout import video_id
-        from vega3d.data.prep import selection_budget
-        from vega3d.data.sampling import coverage_selection, scene_frame_voxels
+        from vega3d.data.sampling import coverage_selection, scene_frame_voxels, selection_budget
 
         layout, data = self.stager.layout, self.cfg.data
-        frame_voxels = scene_frame_voxels(layout, scene, scene_frame_ids(layout, scene), data.voxel_size)
+        frame_voxels = scene_frame_voxels(layout, scene, scene_frame_ids(layout, scene), data.voxel_size,
+                                          mask_invalid=data.mask_invalid_depth)
         union = np.unique(np.concatenate(frame_voxels), axis=0)
-        entry = coverage_selection(layout, scene, union, selection_budget(data), data.voxel_size)
+        entry = coverage_selection(layout, scene, union, selection_budget(data.frames_upbound), data.voxel_size,
+                                   mask_invalid=data.mask_invalid_depth)
         self._selections[scene] = entry
         self._write_selections()
         for predictor in (self.generate, self.grounding, self.captioning):
