@@ -5,6 +5,7 @@ run in their images in the cluster. kfp-kubernetes settings (GPUs, node pools, s
 locally; storage and MLflow are whatever the parameters point at (the demo starts SeaweedFS and MLflow).
 """
 
+import inspect
 import os
 import uuid
 import warnings
@@ -29,6 +30,18 @@ def executed_tasks(run_dir: Path) -> list[str]:
     return sorted(path.parent.name for path in run_dir.rglob("executor_output.json"))
 
 
+def check_params(params: dict) -> None:
+    """Fail in seconds, before any step starts, on an unknown parameter name or an MLflow server that is down."""
+    from vega3d.errors import check_names, check_server
+
+    known = list(inspect.signature(build_pipeline(local=True).pipeline_func).parameters)
+    check_names(list(params), known, "pipeline parameter",
+                f"use one of: {', '.join(known)}")
+    uri = str(params.get("mlflow_uri") or "")
+    if uri.startswith(("http://", "https://")):
+        check_server(uri.rstrip("/") + "/health", "MLflow tracking server", "start it or fix -p mlflow_uri=...")
+
+
 def run_local(
     params: dict,
     pipeline_root: str | Path,
@@ -39,6 +52,7 @@ def run_local(
     """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran)."""
     from kfp import local
 
+    check_params(params)
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)

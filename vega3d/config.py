@@ -280,7 +280,12 @@ def _preset_tree(name_or_path: str) -> dict[str, Any]:
                 f"unknown preset {name_or_path!r}: choose one of {available_presets()} or give a .yaml file"
             )
         text = resource.read_text()
-    tree = yaml.safe_load(text) or {}
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"preset {name_or_path}: not valid YAML{where} ({getattr(error, 'problem', error)})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"preset {name_or_path!r} must be a YAML mapping, got {type(tree).__name__}")
     parent = tree.pop("inherit", None)

@@ -248,7 +248,7 @@ def _scene_folders(layout: DataLayout) -> set[str]:
 
 def check_data_root(root: str | Path, progress: bool = False) -> list[Problem]:
     """Every problem of a data root (empty list = ready for `vega3d data prep`)."""
-    from tqdm import tqdm
+    from vega3d.logs import progress as progress_bar
 
     layout = DataLayout(root)
     if not layout.root.is_dir():
@@ -268,7 +268,7 @@ def check_data_root(root: str | Path, progress: bool = False) -> list[Problem]:
         problems.append(Problem(str(folder), f"scene {scene} is listed for {split_of[scene]} but not on disk",
                                 f"add {scene} or remove it from the split list and info file"))
     counts: dict[str, int | None] = {}
-    for scene in tqdm(sorted(on_disk), desc="check scenes", disable=not progress, unit="scene"):
+    for scene in progress_bar(sorted(on_disk), desc="check scenes", disable=not progress, unit="scene"):
         problems += _check_frames(layout, scene)
         problems += _check_scan(layout, scene, split_of[scene])
         try:

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.problem_report import ReportFormat, render_problems
 
 if TYPE_CHECKING:
     from vega3d.config import SyntheticConfig
-    from vega3d.data.check import Problem
 
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
 
+FormatOption = Annotated[
+    ReportFormat,
+    typer.Option("--format", help="Problem report: auto (a table on a terminal, one line per problem elsewhere), "
+                 "table, text or json."),
+]
 RootOption = Annotated[Path | None, typer.Option("--root", help="Data root folder (default: the preset's data.root).")]
-
-
-def print_problems(problems: list[Problem]) -> None:
-    """A rich table: file, problem, fix."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(problems)} problem(s)", show_lines=True, expand=True)
-    table.add_column("file", overflow="fold", style="cyan")
-    table.add_column("problem", overflow="fold", style="red")
-    table.add_column("fix", overflow="fold", style="green")
-    for problem in problems:
-        table.add_row(problem.path, problem.problem, problem.fix)
-    Console(width=160).print(table)
 
 
 def synthesize_root(root: Path, cfg: SyntheticConfig) -> int:
@@ -76,30 +66,31 @@ def synth(
 
 
 @app.command()
-def check(root: RootOption = None, preset: PresetOption = "tiny") -> None:
+def check(root: RootOption = None, preset: PresetOption = "tiny", fmt: FormatOption = ReportFormat.auto) -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
 
     target = root or Path(config_from_options(preset, None).data.root)
     problems = check_data_root(target, progress=True)
     if problems:
-        print_problems(problems)
+        render_problems(problems, fmt)
         raise typer.Exit(1)
     typer.echo(f"{target}: no problems")
 
 
 @app.command()
-def prep(root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None) -> None:
+def prep(
+    root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, fmt: FormatOption = ReportFormat.auto
+) -> None:
     """Check, then produce boxes, voxel sets, frame selections and processed records of every task."""
     from vega3d.data.prep import PrepError, run_prep
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_options(preset, set_)
     target = root or Path(cfg.data.root)
     try:
         report = run_prep(target, cfg.data)
     except PrepError as error:
-        print_problems(error.problems)
+        render_problems(error.problems, fmt)
         typer.echo(f"prep refused {target}: fix the problems above; nothing was written", err=True)
         raise typer.Exit(1) from None
     for name, count in sorted(report.records.items()):

@@ -203,7 +203,7 @@ def label_classes(layout: DataLayout) -> Callable[[str], str]:
 
 def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepReport:
     """Prepare a data root (see the module docstring). Raises PrepError, writing nothing, when check fails."""
-    from tqdm import tqdm
+    from vega3d.logs import progress as progress_bar
 
     started = time.perf_counter()
     layout = DataLayout(root)
@@ -219,7 +219,7 @@ def run_prep(root: str | Path, cfg: DataConfig, progress: bool = True) -> PrepRe
     selections: list[dict[str, Any]] = []
     objects: dict[str, SceneObjects] = {}
     all_scenes = [(split, scene) for split, names in scenes.items() for scene in names]
-    for split, scene in tqdm(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
+    for split, scene in progress_bar(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
         points = aligned_scene_points(layout, scene)
         write_scene_points(layout.aligned_points_path(scene), points)
         report.outputs.append(str(layout.aligned_points_path(scene)))

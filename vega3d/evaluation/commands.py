@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.errors import check_data_root
 
 if TYPE_CHECKING:
     from vega3d.config import Vega3DConfig
@@ -112,7 +113,6 @@ def eval_command(
     from vega3d import storage
     from vega3d.evaluation import report
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if task not in TASK_CHOICES:
         raise typer.BadParameter(f"unknown task {task!r}: choose one of {', '.join(TASK_CHOICES)}")
     if task == "all" and split is not None:
@@ -131,6 +131,8 @@ def eval_command(
         sets += [f"generative.mode={'offline' if offline else 'online'}",
                  f"generative.feature_id={feature_id if offline else 'null'}"]
     cfg = config_from_options(preset, sets)
+    # before anything reads from it, so a wrong root is reported as such; scoring needs only the records
+    check_data_root(cfg.data.root, ("processed",) if predictions is not None else ("scannet", "processed"))
     if shard_index is not None and shard_index >= cfg.eval.num_shards:
         raise typer.BadParameter(f"--shard-index {shard_index} must be < --num-shards {cfg.eval.num_shards}")
 

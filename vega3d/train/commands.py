@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vega3d.cli_options import PresetOption, SetOption, config_from_options
+from vega3d.errors import check_data_root
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ def train_command(
     ] = None,
 ) -> None:
     """Train VEGA-3D per the preset; prints the final model URI and summary metrics as JSON."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     extra = list(overrides or [])
     if output:
         extra.append(f"train.output_uri={output}")
@@ -47,6 +47,7 @@ def train_command(
     if nproc is not None:
         extra.append(f"train.nproc={nproc}")
     cfg = config_from_options(preset, extra).with_paths_under_root()
+    check_data_root(cfg.data.root)  # before the checkpoints under it: a wrong root is reported as such
     from vega3d.train.launch import exit_rank, inside_torchrun, launch_training
 
     if not resume and not inside_torchrun():

@@ -1,0 +1,163 @@
+"""One log format for the CLI, the pipeline steps and the training ranks; progress that suits where it goes.
+
+- ``setup_logging(verbosity)``: one handler on stderr with ``LOG_FORMAT``; -1 = warnings only (``-q``),
+  0 = info, 1+ = debug (``-v``). The level is exported in ``VEGA3D_VERBOSITY`` so child processes (torchrun
+  ranks, pipeline steps) log the same way; ``setup_logging()`` without an argument reads it back.
+- ``progress(...)``: a tqdm bar on a terminal; elsewhere (a pipeline step, a pod, a file) one log line
+  every ``interval`` seconds instead of a carriage-return refresh per update, which a log collector turns into
+  one line each (the demo's log was 6,667 such lines).
+- ``silence_known_warnings()``: third-party warnings that say nothing to our users, each with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from typing import IO, Any
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+VERBOSITY_ENV = "VEGA3D_VERBOSITY"
+STATUS_INTERVAL_S = 30.0
+VERBOSE_FLAGS = {"-v": 1, "--verbose": 1, "-vv": 2, "-q": -1, "--quiet": -1}
+
+logger = logging.getLogger("vega3d.progress")
+
+# Chatty third-party loggers: their INFO lines repeat what our own status lines say (or are internals).
+QUIET_LOGGERS = {
+    "botocore": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "alembic": logging.WARNING,  # MLflow's database migrations at every client start
+    "kfp.local": logging.WARNING,
+    "DeepSpeed": logging.WARNING,  # one INFO block per engine and per checkpoint
+    "torch.distributed": logging.WARNING,
+    "httpx": logging.WARNING,
+}
+
+
+def level_for(verbosity: int) -> int:
+    """-1 (``-q``) -> WARNING, 0 -> INFO, 1 or more (``-v``) -> DEBUG."""
+    if verbosity < 0:
+        return logging.WARNING
+    return logging.INFO if verbosity == 0 else logging.DEBUG
+
+
+def current_verbosity() -> int:
+    """The verbosity this process (or its parent) was set up with (0 when unset)."""
+    try:
+        return int(os.environ.get(VERBOSITY_ENV, "0"))
+    except ValueError:
+        return 0
+
+
+class _OurHandler(logging.StreamHandler):
+    """The handler ``setup_logging`` installs (recognised so a second call replaces it).
+
+    Without a stream it writes to whatever ``sys.stderr`` is at the time of each record (test runners swap it).
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging(verbosity: int | None = None, stream: IO[str] | None = None) -> None:
+    """Configure the root logger with the project's one format at ``verbosity`` (see the module docstring)."""
+    verbosity = current_verbosity() if verbosity is None else verbosity
+    os.environ[VERBOSITY_ENV] = str(verbosity)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(handler)
+    handler = _OurHandler(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level_for(verbosity))
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level if verbosity < 1 else logging.DEBUG)
+    silence_known_warnings()
+
+
+def silence_known_warnings() -> None:
+    """Filter third-party warnings that every run prints and that no user can act on."""
+    # kfp.local warns about custom base images on every task; our images hold exactly the package that runs.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    # kfp's compiler warns that the pipeline root is unset; kfp.local sets it and a cluster has a default one.
+    warnings.filterwarnings("ignore", message=".*pipeline_root.*not specified", module="kfp")
+    # torch's deprecation of the old TypedStorage API, raised inside DeepSpeed's checkpoint code, not ours.
+    warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+    # MLflow's pydantic/pkg_resources deprecations come from its own imports.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
+    # pydantic's protected namespace "model_" clashes with MLflow's own models (model_id, model_uri fields).
+    warnings.filterwarnings("ignore", message="Field \"model_.*\" .* conflict with protected namespace")
+    # transformers: a tiny random tokenizer/model has no generation config of its own; the defaults are right.
+    warnings.filterwarnings("ignore", message=".*generation flags are not valid.*")
+    if os.environ.get(VERBOSITY_ENV, "0") in ("0", "-1"):
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # weight-loading chatter of tiny checkpoints
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def is_terminal(stream: IO[str] | None = None) -> bool:
+    """Whether ``stream`` (default stderr, where bars go) is an interactive terminal."""
+    stream = stream or sys.stderr
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    initial: int = 0,
+    disable: bool = False,
+    interval: float = STATUS_INTERVAL_S,
+) -> Any:
+    """A tqdm bar on a terminal; one INFO status line every ``interval`` seconds otherwise (same API)."""
+    from tqdm import tqdm
+
+    if is_terminal():
+        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, dynamic_ncols=True)
+    return _status_line_bar()(
+        iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, mininterval=interval,
+        maxinterval=max(interval, 10.0), bar_format="{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%) "
+        "elapsed {elapsed}, left {remaining}, {rate_fmt}{postfix}",
+    )  # fmt: skip
+
+
+def _status_line_bar() -> type:
+    """The tqdm subclass that logs its rendering as one line instead of redrawing a bar."""
+    from tqdm import tqdm
+
+    class StatusLineBar(tqdm):
+        """tqdm whose every refresh (at most one per ``mininterval``) is one log line."""
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+            if self.n != getattr(self, "_logged_n", None) or msg is not None:
+                logger.info("%s", msg or self.format_meter(**self.format_dict))
+                self._logged_n = self.n
+            return True
+
+    return StatusLineBar
+
+
+def hoist_verbosity_flags(argv: list[str]) -> list[str]:
+    """Move ``-v/-vv/--verbose/-q/--quiet`` from anywhere in ``argv`` to the front (the root callback's place),
+    so ``vega3d train -v`` means the same as ``vega3d -v train``. Nothing after ``--`` moves."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [arg for arg in head if arg in VERBOSE_FLAGS]
+    return flags + [arg for arg in head if arg not in VERBOSE_FLAGS] + tail
