@@ -5,15 +5,19 @@ run in their images in the cluster. kfp-kubernetes settings (GPUs, node pools, s
 locally; storage and MLflow are whatever the parameters point at (the demo starts SeaweedFS and MLflow).
 """
 
+import contextlib
 import inspect
 import os
+import sys
 import uuid
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.step_logs import ANSI, StepLogs
 from pipelines.vega3d_pipeline import build_pipeline
+from vega3d.errors import PipelineFailed
+from vega3d.logs import silence_known_warnings
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,14 @@ def run_local(
     enable_caching: bool = False,
     cached_steps: Iterable[str] = (),
     run_id: str | None = None,
+    log_dir: str | Path | None = None,
 ) -> LocalRun:
-    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran)."""
+    """Run the pipeline once; raises ``PipelineFailed`` (a RuntimeError) when a step fails (after the exit
+    handler ran).
+
+    With ``log_dir``, each step's output goes to its own file there and stdout gets one line per step
+    (``pipelines.step_logs``); without it, kfp.local prints everything.
+    """
     from kfp import local
 
     check_params(params)
@@ -64,13 +74,23 @@ def run_local(
         enable_caching=enable_caching,
         raise_on_error=True,
     )
-    # Our images hold exactly this package, which is what runs here: kfp's warning about custom images is noise.
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    silence_known_warnings()  # e.g. kfp's warning about custom images (ours hold exactly this package)
     before = set(pipeline_root.iterdir())
+    step_logs = StepLogs(log_dir, sys.stdout) if log_dir is not None else None
     try:
-        build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
+        with contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext():
+            build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
     except RuntimeError as error:
-        raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
+        failed = []
+        if step_logs:
+            step_logs.close()
+            failed = step_logs.failed()
+        steps = ", ".join(f"{step.task} {step.detail}".strip() for step in failed) or ANSI.sub("", str(error))
+        where = ", ".join(str(step.path) for step in failed) or "kfp's output above"
+        raise PipelineFailed(f"pipeline run {run_id} failed: {steps}", f"see the step's log: {where}") from error
+    finally:
+        if step_logs:
+            step_logs.close()
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)
     run_dir = new_dirs[-1] if new_dirs else pipeline_root
     return LocalRun(run_id, run_dir, executed_tasks(run_dir) if new_dirs else [])

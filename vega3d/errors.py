@@ -6,7 +6,7 @@ the top of the ``vega3d`` command prints::
     error: data root /data/scannet does not exist
       fix: pass --data-root (or --set data.root=...) pointing at a folder in the ScanNet layout ...
 
-and exits with 2; the traceback only appears with ``-v``. Anything else is a bug and keeps its traceback.
+and exits with 2 (a failed pipeline step: 1); the traceback only appears with ``-v``. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ USAGE_EXIT_CODE = 2
 
 class UserError(Exception):
     """A mistake the user can fix: ``what`` is wrong and ``fix`` says how (both one line)."""
+
+    exit_code = USAGE_EXIT_CODE
 
     def __init__(self, what: str, fix: str = "") -> None:
         super().__init__(what if not fix else f"{what}; {fix}")
@@ -42,6 +44,12 @@ class UnreachableServer(UserError):
 
 class UnknownParameter(UserError):
     """A pipeline parameter name the pipeline does not declare."""
+
+
+class PipelineFailed(UserError, RuntimeError):
+    """A pipeline step failed: shown as which step and where its log is (its traceback is in that log)."""
+
+    exit_code = 1
 
 
 def _one_line(text: str) -> str:
@@ -147,4 +155,4 @@ def handled(invoke: Callable[[], Any], verbose: Callable[[], bool]) -> Any:
         if verbose():
             traceback.print_exc()
         show(user)
-        raise typer.Exit(USAGE_EXIT_CODE) from None
+        raise typer.Exit(user.exit_code) from None

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -85,6 +87,36 @@ def setup_logging(verbosity: int | None = None, stream: IO[str] | None = None) -
     silence_known_warnings()
 
 
+def ensure_logging() -> None:
+    """``setup_logging()`` unless this process already set logging up (then its choices stay)."""
+    if not any(isinstance(h, _OurHandler) for h in logging.getLogger().handlers):
+        setup_logging()
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | Path, console_level: int = logging.WARNING) -> Iterator[Path]:
+    """Send this process's log to ``path`` (at the configured level) while the console shows only
+    ``console_level`` and above; restored on exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_logging()
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    consoles = [h for h in root.handlers if isinstance(h, _OurHandler)]
+    levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(max(console_level, handler.level))
+    root.addHandler(file_handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(file_handler)
+        file_handler.close()
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
 def silence_known_warnings() -> None:
     """Filter third-party warnings that every run prints and that no user can act on."""
     # kfp.local warns about custom base images on every task; our images hold exactly the package that runs.
@@ -130,9 +162,20 @@ def progress(
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, dynamic_ncols=True)
     return _status_line_bar()(
         iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, mininterval=interval,
+        file=_Discard(),  # every rendering goes to the log; tqdm's own newlines and clears go nowhere
         maxinterval=max(interval, 10.0), bar_format="{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%) "
         "elapsed {elapsed}, left {remaining}, {rate_fmt}{postfix}",
     )  # fmt: skip
+
+
+class _Discard:
+    """A text stream that drops what is written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
 
 
 def _status_line_bar() -> type:

@@ -19,9 +19,13 @@ from typing import Any
 
 from vega3d import staging, storage
 from vega3d.config import Vega3DConfig
+from vega3d.logs import ensure_logging
 from vega3d.runs import config_digest, config_from_yaml, config_to_yaml, resolve_run_config
 
 logger = logging.getLogger(__name__)
+# Every pipeline step imports this module first: its log gets the project's one format, at the level the run
+# was started with (VEGA3D_VERBOSITY), with known third-party noise silenced (vega3d.logs).
+ensure_logging()
 
 RUN_KEY_ENV = "VEGA3D_PIPELINE_RUN_ID"
 # What steps stage down from the data root: everything except the feature store.
@@ -77,9 +81,12 @@ def setup_run(
     tracker = _tracker(cfg, safe=False)
     parent = None
     if tracker.enabled:
-        parent = tracker.start_pipeline_run(
-            experiment, run_key, cfg.preset, data_version=data_uri, tags={"vega3d.config_digest": config_digest(cfg)}
-        )
+        from vega3d.mlflow_meta import DESCRIPTION_TAG, pipeline_description, run_name
+
+        name = run_name(cfg.preset, cfg.generative.backbone, cfg.model.fusion, run_key)
+        tags = {"vega3d.config_digest": config_digest(cfg), DESCRIPTION_TAG: pipeline_description(cfg, run_key)}
+        parent = tracker.start_pipeline_run(experiment, run_key, cfg.preset, data_version=data_uri, run_name=name,
+                                            tags=tags)
         tracker.log_params_flat(parent, cfg.model_dump(mode="json"))
     return config_to_yaml(cfg), parent or ""
 
@@ -96,7 +103,11 @@ def prep(config_yaml: str) -> dict[str, Any]:
         published = staging.stage_up(data_dir, cfg.data.root, [p for p in PREP_OUTPUTS if (data_dir / p).exists()])
         counts = {f"records_{name}": float(n) for name, n in report.records.items()}
         counts.update({f"scenes_{split}": float(len(names)) for split, names in report.scenes.items()})
-        run.log_metrics({**counts, "seconds": report.seconds, "files_published": float(published)})
+        # counts are facts about the data (params), not measurements over time (metrics)
+        run.log_params({k: int(v) for k, v in counts.items()})
+        run.set_tags({"vega3d.files_published": published})
+        run.log_metrics({"seconds": report.seconds})
+        run.log_datasets([_data_input(cfg.data.root, data_dir, "preparation")])
     return {"uri": cfg.data.root, "counts": counts}
 
 
@@ -119,9 +130,27 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
         store_uri = default_store_uri(cfg)
         encoder = build_encoder(local.generative, local.model.pooled_grid, _device())
         summary = extract_features(local, encoder, store_uri)
-        run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
-        run.set_tags({"vega3d.feature_id": summary.feature_id})
+        run.log_metrics({"seconds": summary.seconds})
+        run.set_tags({"vega3d.feature_id": summary.feature_id, **{f"vega3d.{k}": v for k, v in summary.counts.items()}})
+        run.log_datasets([_data_input(data_uri, data_dir, "extraction")])
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
+
+
+def _data_input(data_uri: str, data_dir: Path, context: str) -> Any:
+    """The data root as an MLflow dataset input (``vega3d.mlflow_meta``)."""
+    from vega3d.mlflow_meta import data_root_input
+
+    return data_root_input(data_uri, data_dir, DATA_SUBPATHS, context)
+
+
+def _inputs(cfg: Vega3DConfig, data_uri: str, data_dir: Path, context: str) -> list[Any]:
+    """The MLflow dataset inputs of a stage reading the data root and, with offline features, the feature set."""
+    from vega3d.mlflow_meta import feature_set_input
+
+    inputs = [_data_input(data_uri, data_dir, context)]
+    if cfg.generative.mode == "offline" and cfg.generative.feature_id:
+        inputs.append(feature_set_input(cfg.generative.feature_id, cfg.generative.feature_root, context))
+    return inputs
 
 
 def _device() -> str:
@@ -151,6 +180,8 @@ def train(config_yaml: str, data_uri: str, feature_id: str) -> dict[str, Any]:
     parent = _parent_run(tracker, cfg)
     data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
     summary = launch_training(_local_config(cfg, data_dir), cfg.train.nproc, parent)
+    if parent:  # the train child run is opened by the training process (rank 0)
+        tracker.log_datasets(tracker.child_runs(parent).get("train"), _inputs(cfg, data_uri, data_dir, "training"))
     return {"uri": summary.model_uri, "metrics": summary.metrics}
 
 
@@ -199,6 +230,7 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
     from vega3d.evaluation.commands import evaluate_task
     from vega3d.evaluation.mlflow_log import log_eval_result
 
+    logger.info("evaluate: benchmark %s", task)  # the demo's status line names the step by it
     cfg = _with_features(config_from_yaml(config_yaml), feature_id)
     tracker = _tracker(cfg)
     with tracker.stage_run(_parent_run(tracker, cfg), f"eval-{task}") as run:
@@ -208,25 +240,28 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
         local = local.model_copy(update={"model": local.model.model_copy(update={"checkpoint": str(model_dir)})})
         result = evaluate_task(local, task, None, None, None, strict=False, meteor=True, progress=False)
         log_eval_result(tracker, run.run_id, result)
+        run.log_datasets(_inputs(cfg, data_uri, data_dir, "evaluation"))
     return {"task": task, **{k: float(v) for k, v in result.metrics.items()}}
 
 
 def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark table + plot on the parent run, model registration and the champion gate."""
     from vega3d.evaluation.report import format_markdown
+    from vega3d.mlflow_meta import gate_markdown, gate_record, split_counts
 
     cfg = config_from_yaml(config_yaml)
     by_task = {m["task"]: {k: v for k, v in m.items() if k != "task"} for m in task_metrics}
     markdown = format_markdown(by_task)
     report_uri = storage.join(cfg.eval.output_uri, "report.md")
-    storage.write_text(report_uri, markdown)
     tracker = _tracker(cfg, safe=False)
     gate: dict[str, Any] = {"promoted": False, "version": None, "report_uri": report_uri}
     parent = _parent_run(tracker, cfg)
     if parent:
-        flat = {f"{task}/{name}": value for task, metrics in by_task.items() for name, value in metrics.items()}
+        flat, counts = split_counts(
+            {f"{task}/{name}": value for task, metrics in by_task.items() for name, value in metrics.items()}
+        )
         tracker.log_metrics(parent, flat)
-        tracker.log_text(parent, markdown, "report/benchmarks.md")
+        tracker.set_tags(parent, counts)
         with tempfile.TemporaryDirectory() as folder:
             plot = Path(folder) / "benchmarks.png"
             _plot_metrics(by_task, plot)
@@ -235,9 +270,12 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
                                          tags={"preset": cfg.preset, "config_digest": config_digest(cfg)})
         metric_names = [m for m in cfg.tracking.gate_metrics if m in flat]
         decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
-        gate.update({"version": version, "promoted": bool(decision and decision.promoted),
-                     "metrics": metric_names, "decision": str(decision)})
+        gate.update(gate_record(decision, version, metric_names))
         tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
+        tracker.log_text(parent, json.dumps(gate, indent=2, sort_keys=True), "report/gate.json")
+        markdown += "\n" + gate_markdown(gate)
+        tracker.log_text(parent, markdown, "report/benchmarks.md")
+    storage.write_text(report_uri, markdown)
     return {"markdown": markdown, "gate": gate}
 
 
