@@ -88,7 +88,7 @@ class StepLogs(io.TextIOBase):
         finished = FINISHED.search(plain)
         if finished and finished.group(1) == step.task:
             step.status, step.seconds = finished.group(2), time.perf_counter() - step.started
-        elif not step.detail and BENCHMARK.search(line):
+        elif step.task == "evaluate" and not step.detail and BENCHMARK.search(line):
             found = BENCHMARK.search(line)
             step.detail = found.group(1) or found.group(2)
         elif step.status and SEPARATOR.match(plain):

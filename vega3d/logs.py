@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ QUIET_LOGGERS = {
     "DeepSpeed": logging.WARNING,  # one INFO block per engine and per checkpoint
     "torch.distributed": logging.WARNING,
     "httpx": logging.WARNING,
+    "mlflow.system_metrics": logging.WARNING,  # "Started/Stopping monitoring" per run
 }
 
 
@@ -71,13 +74,18 @@ class _OurHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def _is_console(handler: logging.Handler) -> bool:
+    """A plain stream handler on stdout/stderr that someone else installed (e.g. ``logging.basicConfig``)."""
+    return type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr)
+
+
 def setup_logging(verbosity: int | None = None, stream: IO[str] | None = None) -> None:
     """Configure the root logger with the project's one format at ``verbosity`` (see the module docstring)."""
     verbosity = current_verbosity() if verbosity is None else verbosity
     os.environ[VERBOSITY_ENV] = str(verbosity)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _OurHandler)]:
-        root.removeHandler(handler)
+    for handler in [h for h in root.handlers if isinstance(h, _OurHandler) or _is_console(h)]:
+        root.removeHandler(handler)  # ours from an earlier call; a console one (kfp's executor) in its format
     handler = _OurHandler(stream)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
     root.addHandler(handler)
@@ -118,22 +126,19 @@ def log_to_file(path: str | Path, console_level: int = logging.WARNING) -> Itera
 
 
 def silence_known_warnings() -> None:
-    """Filter third-party warnings that every run prints and that no user can act on."""
+    """Silence third-party output that every run prints and that no user can act on (each with the reason)."""
     # kfp.local warns about custom base images on every task; our images hold exactly the package that runs.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-    # kfp's compiler warns that the pipeline root is unset; kfp.local sets it and a cluster has a default one.
-    warnings.filterwarnings("ignore", message=".*pipeline_root.*not specified", module="kfp")
-    # torch's deprecation of the old TypedStorage API, raised inside DeepSpeed's checkpoint code, not ours.
-    warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
-    # MLflow's pydantic/pkg_resources deprecations come from its own imports.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
-    # pydantic's protected namespace "model_" clashes with MLflow's own models (model_id, model_uri fields).
-    warnings.filterwarnings("ignore", message="Field \"model_.*\" .* conflict with protected namespace")
-    # transformers: a tiny random tokenizer/model has no generation config of its own; the defaults are right.
-    warnings.filterwarnings("ignore", message=".*generation flags are not valid.*")
-    if os.environ.get(VERBOSITY_ENV, "0") in ("0", "-1"):
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # weight-loading chatter of tiny checkpoints
-        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    # MLflow prints "View run <name> at: <url>" with emojis whenever a run ends; our status lines link the runs.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if not is_terminal():
+        # transformers' and huggingface_hub's own bars ("Writing model shards") redraw with carriage returns
+        # that a log turns into lines; our status lines report the work that matters.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # DeepSpeed warns "Setting accelerator to CPU" on every import without a GPU; naming the accelerator
+    # is its documented way to say so (CUDA machines keep auto-detection).
+    if not os.path.exists("/dev/nvidia0") and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
@@ -183,13 +188,21 @@ def _status_line_bar() -> type:
     from tqdm import tqdm
 
     class StatusLineBar(tqdm):
-        """tqdm whose every refresh (at most one per ``mininterval``) is one log line."""
+        """tqdm that logs one line at most every ``mininterval`` seconds (and at the end) instead of redrawing;
+        ``set_postfix`` and other refreshes in between are not logged."""
 
         def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-            if self.n != getattr(self, "_logged_n", None) or msg is not None:
+            now = time.monotonic()
+            finished = self.total is not None and self.n >= self.total
+            due = now - getattr(self, "_logged_at", -math.inf) >= self.mininterval
+            if (due or finished or getattr(self, "_closing", False)) and self.n != getattr(self, "_logged_n", None):
                 logger.info("%s", msg or self.format_meter(**self.format_dict))
-                self._logged_n = self.n
+                self._logged_n, self._logged_at = self.n, now
             return True
+
+        def close(self) -> None:
+            self._closing = True
+            super().close()
 
     return StatusLineBar
 

@@ -50,3 +50,21 @@ def test_quiet_command_prints_nothing_but_its_result(tmp_path):
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.splitlines() == [f"wrote 3 synthetic scenes and the benchmark files under {tmp_path / 'd'}"]
     assert quiet.stderr == ""
+
+
+def test_progress_off_a_terminal_ignores_refreshes_between_intervals(caplog):
+    caplog.set_level(logging.INFO, logger="vega3d.progress")
+    bar = logs.progress(total=10, desc="train", unit="step", interval=3600)
+    for step in range(10):
+        bar.update(1)
+        bar.set_postfix(loss=1.0 / (step + 1))  # a refresh per step, as the trainer does
+    bar.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "vega3d.progress"]
+    assert len(lines) == 2 and lines[0].startswith("train: 0/10") and lines[1].startswith("train: 10/10 step (100%)")
+
+
+def test_setup_logging_replaces_a_console_handler_in_another_format():
+    foreign = logging.StreamHandler(sys.stdout)
+    logging.getLogger().addHandler(foreign)
+    logs.setup_logging(0)
+    assert foreign not in logging.getLogger().handlers
