@@ -6,7 +6,8 @@ the top of the ``vega3d`` command prints::
     error: data root /data/scannet does not exist
       fix: pass --data-root (or --set data.root=...) pointing at a folder in the ScanNet layout ...
 
-and exits with 2 (a failed pipeline step: 1); the traceback only appears with ``-v``. Anything else is a bug and keeps its traceback.
+and exits with 2 (a failed pipeline step: 1); the traceback only appears with ``-v``. Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def as_user_error(error: BaseException) -> UserError | None:
         return UserError(str(error), "fix the preset file or the --set value named above (`--help` lists them)")
     from vega3d.tracking import TrackingError
 
-    if isinstance(error, TrackingError):
-        return UnreachableServer(str(error), "start the server or fix --tracking-uri / MLFLOW_TRACKING_URI")
+    if isinstance(error, TrackingError):  # its message may end with "; <how to fix>"
+        what, _, fix = str(error).partition("; ")
+        return UnreachableServer(what, fix or "start the server or fix --tracking-uri / MLFLOW_TRACKING_URI")
     return None
 
 

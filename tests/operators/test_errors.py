@@ -138,3 +138,13 @@ def test_data_check_json_format(tmp_path):
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert rows and all(set(row) == {"path", "problem", "fix"} for row in rows)
+
+
+def test_unreachable_tracking_server_when_logging_an_evaluation(tmp_path):
+    (tmp_path / "processed").mkdir()
+    url = f"http://127.0.0.1:{_closed_port()}"
+    code, lines = _run("eval", "scanqa", "--data-root", str(tmp_path), "--predictions", str(tmp_path / "p.jsonl"),
+                       "--mlflow-run-id", "abc", "--tracking-uri", url)
+    assert code == 2
+    assert lines == [f"error: MLflow tracking server {url} does not answer /health",
+                     "  fix: start it or fix MLFLOW_TRACKING_URI"]
