@@ -7,6 +7,7 @@ locally; storage and MLflow are whatever the parameters point at (the demo start
 
 import contextlib
 import inspect
+import logging
 import os
 import sys
 import uuid
@@ -77,6 +78,10 @@ def run_local(
     silence_known_warnings()  # e.g. kfp's warning about custom images (ours hold exactly this package)
     before = set(pipeline_root.iterdir())
     step_logs = StepLogs(log_dir, sys.stdout) if log_dir is not None else None
+    root = logging.getLogger()
+    # kfp.local swaps the root logger's handlers around each task; with tasks in parallel threads, one task can
+    # "restore" another's handler (bound to the stdout of the run), so the caller's handlers are put back here.
+    handlers, level = root.handlers[:], root.level
     try:
         with contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext():
             build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
@@ -89,6 +94,8 @@ def run_local(
         where = ", ".join(str(step.path) for step in failed) or "kfp's output above"
         raise PipelineFailed(f"pipeline run {run_id} failed: {steps}", f"see the step's log: {where}") from error
     finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
         if step_logs:
             step_logs.close()
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)
