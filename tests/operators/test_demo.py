@@ -57,7 +57,7 @@ def test_demo_stdout_is_short_and_ends_with_the_table_and_a_live_link(demo):
     assert result.stderr.strip() == ""  # the demo's own log goes to logs/demo.log
     # one status line per executed step, each naming its full log
     statuses = [STATUS.match(line) for line in lines if STATUS.match(line)]
-    assert [m.group(1) for m in statuses] == ["ok"] * len(statuses)
+    assert [m.group(1) for m in statuses] == ["ok"] * len(statuses), result.stdout
     steps = [m.group(2) for m in statuses]
     assert {"setup-run", "prep", "train", "report", "finalize"} <= set(steps) and steps.count("evaluate") == 5
     assert sorted(m.group(3) for m in statuses if m.group(2) == "evaluate") == sorted(BENCHMARKS)
