@@ -33,7 +33,7 @@ def page_text(url: str) -> str:
     """The visible text of the page after its scripts ran, one line per text node."""
     dom = _run(url, "--dump-dom").stdout
     dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", dom, flags=re.S)
-    text = html.unescape(re.sub(r"<[^>]+>", "\n", dom))
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", dom)).replace("\xa0", " ")
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 

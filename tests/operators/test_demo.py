@@ -92,7 +92,7 @@ def test_mlflow_pages_open_in_the_model_training_view(demo):
     run_name = re.search(r"^tiny-wan_t2v-token_gated-\w{6}$", run_page, flags=re.M)
     assert run_name, run_page[:2000]
     for text in ("Model training", "Overview", "Model metrics", "System metrics", "Registered models", "vega3d",
-                 "Child runs", "eval-scanqa", "VEGA-3D pipeline run", "Logged models"):
+                 "Child runs", "eval-scanqa", "VEGA-3D pipeline run", "Logged models (1)", "Ready"):
         assert text in run_page.splitlines() or text in run_page, text
     assert "Judges" not in run_page.splitlines()  # the GenAI view's side bar is not shown
     version_link = f"{server}/#/models/vega3d/versions/1?workflowType=machine_learning"
