@@ -5,14 +5,20 @@ run in their images in the cluster. kfp-kubernetes settings (GPUs, node pools, s
 locally; storage and MLflow are whatever the parameters point at (the demo starts SeaweedFS and MLflow).
 """
 
+import contextlib
+import inspect
+import logging
 import os
+import sys
 import uuid
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.step_logs import ANSI, StepLogs
 from pipelines.vega3d_pipeline import build_pipeline
+from vega3d.errors import PipelineFailed
+from vega3d.logs import silence_known_warnings
 
 
 @dataclass(frozen=True)
@@ -29,20 +35,37 @@ def executed_tasks(run_dir: Path) -> list[str]:
     return sorted(path.parent.name for path in run_dir.rglob("executor_output.json"))
 
 
+def check_params(params: dict) -> None:
+    """Fail in seconds, before any step starts, on an unknown parameter name or an MLflow server that is down."""
+    from vega3d.errors import check_names, check_server
+
+    known = list(inspect.signature(build_pipeline(local=True).pipeline_func).parameters)
+    check_names(list(params), known, "pipeline parameter",
+                f"use one of: {', '.join(known)}")
+    uri = str(params.get("mlflow_uri") or "")
+    if uri.startswith(("http://", "https://")):
+        check_server(uri.rstrip("/") + "/health", "MLflow tracking server", "start it or fix -p mlflow_uri=...")
+
+
 def run_local(
     params: dict,
     pipeline_root: str | Path,
     enable_caching: bool = False,
     cached_steps: Iterable[str] = (),
     run_id: str | None = None,
+    log_dir: str | Path | None = None,
 ) -> LocalRun:
-    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran).
+    """Run the pipeline once; raises ``PipelineFailed`` (a RuntimeError) when a step fails (after the exit
+    handler ran).
 
     ``run_id`` plays the Kubeflow run id (the MLflow key of the run, default ``local-<hex>``); a ``run_name``
-    in ``params`` only names the MLflow parent run, as in the cluster.
+    in ``params`` only names the MLflow parent run, as in the cluster. With ``log_dir``, each step's output goes
+    to its own file there and stdout gets one line per step (``pipelines.step_logs``); without it, kfp.local
+    prints everything.
     """
     from kfp import local
 
+    check_params(params)
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -54,13 +77,29 @@ def run_local(
         enable_caching=enable_caching,
         raise_on_error=True,
     )
-    # Our images hold exactly this package, which is what runs here: kfp's warning about custom images is noise.
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    silence_known_warnings()  # e.g. kfp's warning about custom images (ours hold exactly this package)
     before = set(pipeline_root.iterdir())
+    step_logs = StepLogs(log_dir, sys.stdout) if log_dir is not None else None
+    root = logging.getLogger()
+    # kfp.local swaps the root logger's handlers around each task; with tasks in parallel threads, one task can
+    # "restore" another's handler (bound to the stdout of the run), so the caller's handlers are put back here.
+    handlers, level = root.handlers[:], root.level
     try:
-        build_pipeline(cached_steps, local=True, given=params)(**params)
+        with contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext():
+            build_pipeline(cached_steps, local=True, given=params)(**params)
     except RuntimeError as error:
-        raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
+        failed = []
+        if step_logs:
+            step_logs.close()
+            failed = step_logs.failed()
+        steps = ", ".join(f"{step.task} {step.detail}".strip() for step in failed) or ANSI.sub("", str(error))
+        where = ", ".join(str(step.path) for step in failed) or "kfp's output above"
+        raise PipelineFailed(f"pipeline run {run_id} failed: {steps}", f"see the step's log: {where}") from error
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        if step_logs:
+            step_logs.close()
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)
     run_dir = new_dirs[-1] if new_dirs else pipeline_root
     return LocalRun(run_id, run_dir, executed_tasks(run_dir) if new_dirs else [])

@@ -34,10 +34,17 @@ def fetch_runs(
     """Runs of ``experiment`` (parents only unless ``include_children``), newest first."""
     from mlflow.tracking import MlflowClient
 
+    from vega3d.errors import UserError, check_server
+
+    if tracking_uri.startswith(("http://", "https://")):  # MLflow's own client retries for minutes
+        check_server(tracking_uri.rstrip("/") + "/health", "MLflow tracking server",
+                     "start it or fix --tracking-uri / MLFLOW_TRACKING_URI")
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"MLflow experiment {experiment!r} not found at {tracking_uri}; check --experiment")
+        names = sorted(e.name for e in client.search_experiments(max_results=200))
+        raise UserError(f"MLflow experiment {experiment!r} not found at {tracking_uri}",
+                        f"pass --experiment with one of: {', '.join(names) or '(none yet)'}")
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000)
     summaries = []
     for run in runs:
@@ -104,8 +111,6 @@ def compare_command(
 
     try:
         runs = fetch_runs(uri, experiment, metrics, groups, include_children)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
     except (MlflowException, OSError) as error:
         typer.echo(f"cannot read runs from MLflow at {uri}: {error}", err=True)
         raise typer.Exit(1) from None

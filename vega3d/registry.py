@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from vega3d.mlflow_meta import gate_record
+
 if TYPE_CHECKING:
     from vega3d.config import Vega3DConfig
     from vega3d.tracking import Tracker
@@ -19,11 +21,10 @@ def register_and_gate(
     tracker: Tracker, cfg: Vega3DConfig, run_id: str, model_uri: str, metrics: Mapping[str, float], digest: str
 ) -> dict[str, Any]:
     """Register ``model_uri`` as a version of ``tracking.registered_model`` (alias ``candidate``) on ``run_id``,
-    whose ``metrics`` the gate compares on ``tracking.gate_metrics``; returns version, promoted, metrics and
-    the decision's text."""
+    whose ``metrics`` the gate compares on ``tracking.gate_metrics``; returns the decision as JSON-able data
+    (``vega3d.mlflow_meta.gate_record``)."""
     version = tracker.register_model(cfg.tracking.registered_model, model_uri, run_id=run_id,
                                      tags={"preset": cfg.preset, "config_digest": digest})
     metric_names = [m for m in cfg.tracking.gate_metrics if m in metrics]
     decision = tracker.promote_if_better(cfg.tracking.registered_model, version, metric_names)
-    return {"version": version, "promoted": bool(decision and decision.promoted), "metrics": metric_names,
-            "decision": str(decision)}
+    return gate_record(decision, version, metric_names)

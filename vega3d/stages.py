@@ -19,9 +19,13 @@ from typing import Any
 
 from vega3d import staging, storage
 from vega3d.config import Vega3DConfig
+from vega3d.logs import ensure_logging
 from vega3d.runs import config_digest, config_from_yaml, config_to_yaml, resolve_run_config
 
 logger = logging.getLogger(__name__)
+# Every pipeline step imports this module first: its log gets the project's one format, at the level the run
+# was started with (VEGA3D_VERBOSITY), with known third-party noise silenced (vega3d.logs).
+ensure_logging()
 
 RUN_KEY_ENV = "VEGA3D_PIPELINE_RUN_ID"
 # What steps stage down from the data root: everything except the feature store.
@@ -92,11 +96,14 @@ def setup_run(
     tracker = _tracker(cfg, safe=False)
     parent = None
     if tracker.enabled:
+        from vega3d.mlflow_meta import DESCRIPTION_TAG, pipeline_description
+        from vega3d.mlflow_meta import run_name as default_run_name
+
         key = run_key(job_id)
-        parent = tracker.start_pipeline_run(
-            experiment, key, cfg.preset, data_version=data_uri, run_name=run_name or key,
-            tags={"vega3d.config_digest": config_digest(cfg)},
-        )
+        name = run_name or default_run_name(cfg.preset, cfg.generative.backbone, cfg.model.fusion, key)
+        tags = {"vega3d.config_digest": config_digest(cfg), DESCRIPTION_TAG: pipeline_description(cfg, key)}
+        parent = tracker.start_pipeline_run(experiment, key, cfg.preset, data_version=data_uri, run_name=name,
+                                            tags=tags)
         tracker.log_params_flat(parent, cfg.model_dump(mode="json"))
     return config_to_yaml(cfg), parent or ""
 
@@ -114,7 +121,11 @@ def prep(config_yaml: str) -> dict[str, Any]:
         counts = {f"records_{name}": float(n) for name, n in report.records.items()}
         counts.update({f"scenes_{split}": float(len(names)) for split, names in report.scenes.items()})
         counts["frames_excluded"] = float(sum(len(f) for f in report.excluded_frames.values()))  # invalid frames
-        run.log_metrics({**counts, "seconds": report.seconds, "files_published": float(published)})
+        # counts are facts about the data (params), not measurements over time (metrics)
+        run.log_params({k: int(v) for k, v in counts.items()})
+        run.set_tags({"vega3d.files_published": published})
+        run.log_metrics({"seconds": report.seconds})
+        run.log_datasets([_data_input(cfg.data.root, data_dir, "preparation")])
     return {"uri": cfg.data.root, "counts": counts}
 
 
@@ -136,12 +147,30 @@ def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
         summary = run_extract(local, store_uri)
-        run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
-        run.set_tags({"vega3d.feature_id": summary.feature_id})
-        from vega3d.viewer.features import log_extract_pictures  # issue 20: feature pictures of a few scenes
+        run.log_metrics({"seconds": summary.seconds})
+        run.set_tags({"vega3d.feature_id": summary.feature_id, **{f"vega3d.{k}": v for k, v in summary.counts.items()}})
+        run.log_datasets([_data_input(data_uri, data_dir, "extraction")])
+        from vega3d.viewer.features import log_extract_pictures  # feature pictures of a few scenes
 
         log_extract_pictures(tracker, parent, local, store_uri, summary.feature_id)
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
+
+
+def _data_input(data_uri: str, data_dir: Path, context: str) -> Any:
+    """The data root as an MLflow dataset input (``vega3d.mlflow_meta``)."""
+    from vega3d.mlflow_meta import data_root_input
+
+    return data_root_input(data_uri, data_dir, DATA_SUBPATHS, context)
+
+
+def _inputs(cfg: Vega3DConfig, data_uri: str, data_dir: Path, context: str) -> list[Any]:
+    """The MLflow dataset inputs of a stage reading the data root and, with offline features, the feature set."""
+    from vega3d.mlflow_meta import feature_set_input
+
+    inputs = [_data_input(data_uri, data_dir, context)]
+    if cfg.generative.mode == "offline" and cfg.generative.feature_id:
+        inputs.append(feature_set_input(cfg.generative.feature_id, cfg.generative.feature_root, context))
+    return inputs
 
 
 def _with_features(cfg: Vega3DConfig, feature_id: str) -> Vega3DConfig:
@@ -165,6 +194,8 @@ def train(config_yaml: str, data_uri: str, feature_id: str) -> dict[str, Any]:
     parent = _parent_run(tracker, cfg)
     data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
     summary = launch_training(_local_config(cfg, data_dir), cfg.train.nproc, parent)
+    if parent:  # the train child run is opened by the training process (rank 0)
+        tracker.log_datasets(tracker.child_runs(parent).get("train"), _inputs(cfg, data_uri, data_dir, "training"))
     return {"uri": summary.model_uri, "metrics": summary.metrics}
 
 
@@ -213,6 +244,7 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
     from vega3d.evaluation.mlflow_log import log_eval_result
     from vega3d.evaluation.run import evaluate as evaluate_benchmark
 
+    logger.info("evaluate: benchmark %s", task)  # the demo's status line names the step by it
     cfg = _with_features(config_from_yaml(config_yaml), feature_id)
     tracker = _tracker(cfg)
     with tracker.stage_run(_parent_run(tracker, cfg), f"eval-{task}") as run:
@@ -222,14 +254,17 @@ def evaluate(config_yaml: str, task: str, data_uri: str, model_uri: str, feature
         local = local.model_copy(update={"model": local.model.model_copy(update={"checkpoint": str(model_dir)})})
         result = evaluate_benchmark(local, task, strict=False, meteor=True, progress=False)
         log_eval_result(tracker, run.run_id, result)
+        run.log_datasets(_inputs(cfg, data_uri, data_dir, "evaluation"))
     return {"task": task, **{k: float(v) for k, v in result.metrics.items()}}
 
 
 def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    """Benchmark table + plot on the parent run, model registration and the champion gate."""
+    """Benchmark table, plot, viewer and training curves on the parent run, model registration and the champion
+    gate (its decision as JSON and as a table in the report)."""
     from vega3d.evaluation.report import format_markdown, plot_benchmarks
+    from vega3d.mlflow_meta import gate_markdown, split_counts
     from vega3d.registry import register_and_gate
-    from vega3d.viewer.report import log_run_pictures, write_run_pictures  # issue 20: viewer, curves
+    from vega3d.viewer.report import log_run_pictures, write_run_pictures
 
     cfg = config_from_yaml(config_yaml)
     by_task = {m["task"]: {k: v for k, v in m.items() if k != "task"} for m in task_metrics}
@@ -237,14 +272,15 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
     pictures = write_run_pictures(cfg)
     markdown += pictures.markdown()
     report_uri = storage.join(cfg.eval.output_uri, "report.md")
-    storage.write_text(report_uri, markdown)
     tracker = _tracker(cfg, safe=False)
     gate: dict[str, Any] = {"promoted": False, "version": None, "report_uri": report_uri}
     parent = _parent_run(tracker, cfg)
     if parent:
-        flat = {f"{task}/{name}": value for task, metrics in by_task.items() for name, value in metrics.items()}
+        flat, counts = split_counts(
+            {f"{task}/{name}": value for task, metrics in by_task.items() for name, value in metrics.items()}
+        )
         tracker.log_metrics(parent, flat)
-        tracker.log_text(parent, markdown, "report/benchmarks.md")
+        tracker.set_tags(parent, counts)
         with tempfile.TemporaryDirectory() as folder:
             plot = Path(folder) / "benchmarks.png"
             plot_benchmarks(by_task, plot)
@@ -252,6 +288,10 @@ def report(config_yaml: str, model_uri: str, task_metrics: list[dict[str, Any]])
         log_run_pictures(tracker, parent, pictures)
         gate.update(register_and_gate(tracker, cfg, parent, model_uri, flat, config_digest(cfg)))
         tracker.set_tags(parent, {"vega3d.gate": json.dumps(gate, sort_keys=True)})
+        tracker.log_text(parent, json.dumps(gate, indent=2, sort_keys=True), "report/gate.json")
+        markdown += "\n" + gate_markdown(gate)
+        tracker.log_text(parent, markdown, "report/benchmarks.md")
+    storage.write_text(report_uri, markdown)
     return {"markdown": markdown, "gate": gate, "viewer_uri": pictures.viewer_uri}
 
 

@@ -2,9 +2,10 @@
 
 The readers of the data, model and feature code read local files; pipeline steps run on machines that only
 share the storage root. A step stages what it reads down into a local cache and stages what it wrote back up,
-one object at a time, each upload atomic. A cached file is reused only while the remote object is the version
-it was fetched from (size and ETag, recorded in ``<copy>.manifest.json`` beside the copy): an object rewritten
-with the same size (a new random checkpoint of the same shapes) is fetched again.
+many files at once (``vega3d.transfers``: fsspec's bulk get/put, concurrently), each file atomic. A cached
+file is reused only while the remote object is the version it was fetched from (size and ETag, recorded in
+``<copy>.manifest.json`` beside the copy): an object rewritten with the same size (a new random checkpoint of
+the same shapes) is fetched again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from vega3d import storage
+from vega3d import storage, transfers
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +72,16 @@ def stage_down(uri: str, cache_dir: Path | None = None, subpaths: list[str] | No
         if subpaths is None or any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in subpaths)
     }
     manifest = _read_manifest(target)
-    fetched = 0
-    try:
-        for rel, (size, version) in sorted(wanted.items()):
-            local = target / rel
-            if local.exists() and local.stat().st_size == size and manifest.get(rel) == version:
-                continue
-            storage.download_file(storage.join(uri, rel), local)
-            manifest[rel] = version
-            fetched += 1
-    finally:
-        if fetched:
-            with storage.atomic_local_path(_manifest_path(target)) as tmp:
-                Path(tmp).write_text(json.dumps(manifest, indent=0, sort_keys=True))
+    stale = {
+        rel: version
+        for rel, (size, version) in sorted(wanted.items())
+        if not ((target / rel).exists() and (target / rel).stat().st_size == size and manifest.get(rel) == version)
+    }
+    fetched = transfers.download_many([(storage.join(uri, rel), target / rel) for rel in stale], desc="stage down")
+    if fetched:
+        manifest.update(stale)
+        with storage.atomic_local_path(_manifest_path(target)) as tmp:
+            Path(tmp).write_text(json.dumps(manifest, indent=0, sort_keys=True))
     logger.info("staged %s -> %s (%d of %d files fetched)", uri, target, fetched, len(wanted))
     return target
 
@@ -93,14 +91,10 @@ def stage_up(local_dir: str | Path, uri: str, subpaths: list[str]) -> int:
     if not storage.is_remote(uri) and Path(uri).resolve() == Path(local_dir).resolve():
         return 0
     local_dir = Path(local_dir)
-    uploaded = 0
+    pairs = []
     for sub in subpaths:
         base = local_dir / sub
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-        for path in files:
-            if path.name.startswith("."):
-                continue  # temporary names of interrupted writes are never published
-            rel = path.relative_to(local_dir).as_posix()
-            storage.upload_file(path, storage.join(uri, rel))
-            uploaded += 1
-    return uploaded
+        # temporary names of interrupted writes (".name.tmp-...") are never published
+        pairs += [(p, storage.join(uri, p.relative_to(local_dir).as_posix())) for p in files if not p.name.startswith(".")]
+    return transfers.upload_many(pairs, desc="stage up")

@@ -232,11 +232,15 @@ class Tracker:
 
     @_tracking_call()
     def experiment_id(self, name: str) -> str:
-        """Id of the experiment ``name``, created when missing."""
+        """Id of the experiment ``name``, created when missing; tagged as a model-training experiment."""
+        from vega3d.mlflow_meta import EXPERIMENT_KIND_TAG, TRAINING_KIND
+
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return self.client.create_experiment(name)
+        if experiment is None:
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made elsewhere (the UI, an older vega3d)
+            self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+        return experiment.experiment_id
 
     @_tracking_call()
     def start_pipeline_run(
@@ -249,7 +253,10 @@ class Tracker:
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str | None:
-        """The parent run of one pipeline run: found by ``pipeline_run_id`` or created. Returns its run id."""
+        """The parent run of one pipeline run: found by ``pipeline_run_id`` or created. Returns its run id.
+
+        ``tags`` may carry ``mlflow.note.content`` (the run's description, ``vega3d.mlflow_meta``).
+        """
         experiment_id = self.experiment_id(experiment)
         if experiment_id is None:  # disabled while looking it up
             return None
@@ -292,7 +299,9 @@ class Tracker:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        tags = {PARENT_RUN_TAG: parent_run_id, STAGE_TAG: stage}
+        from vega3d.mlflow_meta import DESCRIPTION_TAG, stage_description
+
+        tags = {PARENT_RUN_TAG: parent_run_id, STAGE_TAG: stage, DESCRIPTION_TAG: stage_description(stage)}
         for inherited in (PIPELINE_RUN_ID_TAG, PRESET_TAG, GIT_COMMIT_TAG, DATA_VERSION_TAG):
             if inherited in parent.data.tags:
                 tags[inherited] = parent.data.tags[inherited]
@@ -377,6 +386,13 @@ class Tracker:
             self.client.log_artifact(run_id, str(local_path), artifact_path)
 
     @_tracking_call()
+    def log_datasets(self, run_id: str | None, inputs: Sequence[Any]) -> None:
+        """Log MLflow ``DatasetInput``s (``vega3d.mlflow_meta.dataset_input``) as the run's inputs."""
+        if run_id is None or not inputs:
+            return
+        self.client.log_inputs(run_id, datasets=list(inputs))
+
+    @_tracking_call()
     def log_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
         """Write ``text`` as the artifact ``artifact_file`` (e.g. ``report/benchmarks.md``)."""
         if run_id is None:
@@ -394,24 +410,66 @@ class Tracker:
         aliases: Sequence[str] = (CANDIDATE,),
         tags: Mapping[str, Any] | None = None,
     ) -> str | None:
-        """Register ``source_uri`` (a checkpoint folder URI) as a new version of ``model_name``.
+        """Register the checkpoint folder ``source_uri`` as a version of ``model_name``; returns its number.
 
-        The version is linked to ``run_id`` (whose metrics the champion gate compares) and gets ``aliases``.
-        Returns the version number as a string.
+        The checkpoint becomes an MLflow logged model (an external model: the weights stay where they are,
+        the MLflow model holds the input/output signature and the checkpoint URI) and the version points at
+        it. One version per distinct model: when a version already holds a checkpoint with the same content
+        fingerprint (an identical rerun), that version gets ``aliases`` and no new one is made. The version
+        is linked to ``run_id`` (whose metrics the champion gate compares).
         """
         from mlflow.exceptions import MlflowException
+
+        from vega3d.mlflow_meta import CHECKPOINT_TAG, FINGERPRINT_TAG, remote_fingerprint
 
         try:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name)
-        version = self.client.create_model_version(
-            model_name, source_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
-        )
+        fingerprint = remote_fingerprint(source_uri)
+        version_tags = {**{k: str(v) for k, v in (tags or {}).items()}, FINGERPRINT_TAG: fingerprint,
+                        CHECKPOINT_TAG: source_uri}
+        same = [v for v in self.client.search_model_versions(f"name = '{_quote(model_name)}'")
+                if v.tags.get(FINGERPRINT_TAG) == fingerprint]
+        if same:
+            version = min(same, key=lambda v: int(v.version))
+            logger.info("%s version %s already holds this model (%s); reusing it", model_name, version.version,
+                        source_uri)
+        else:
+            model_id = self._log_external_model(model_name, source_uri, run_id, version_tags)
+            version = self.client.create_model_version(
+                model_name, f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id
+            )
         for alias in aliases:
             self.client.set_registered_model_alias(model_name, alias, version.version)
         logger.info("registered %s version %s (%s) aliases %s", model_name, version.version, source_uri, list(aliases))
         return str(version.version)
+
+    def _log_external_model(self, name: str, source_uri: str, run_id: str | None, tags: Mapping[str, str]) -> str:
+        """A READY external logged model for the checkpoint at ``source_uri``, with our signature; its id."""
+        import tempfile
+
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.models.model import MLMODEL_FILE_NAME
+        from mlflow.models.utils import get_external_mlflow_model_spec
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_IS_EXTERNAL
+
+        from vega3d.mlflow_meta import model_signature
+
+        experiment_id = self.client.get_run(run_id).info.experiment_id if run_id else self.experiment_id("Default")
+        model = self.client.create_logged_model(
+            experiment_id, name=name, source_run_id=run_id, tags={**tags, MLFLOW_MODEL_IS_EXTERNAL: "true"},
+            params={"checkpoint_uri": source_uri}, model_type="vega3d",
+        )
+        spec = get_external_mlflow_model_spec(model)
+        spec.signature = model_signature()
+        with tempfile.TemporaryDirectory() as folder:
+            spec.save(str(Path(folder) / MLMODEL_FILE_NAME))
+            self.client.log_model_artifacts(model.model_id, folder)
+        self.client.finalize_logged_model(model.model_id, "READY")
+        if run_id:  # listed under "Logged models" on the run page
+            self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        return model.model_id
 
     @_tracking_call()
     def alias_version(self, model_name: str, alias: str) -> str | None:
@@ -508,6 +566,10 @@ class StageRun:
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """``Tracker.log_artifact`` on this run."""
         self.tracker.log_artifact(self.run_id, local_path, artifact_path)
+
+    def log_datasets(self, inputs: Sequence[Any]) -> None:
+        """``Tracker.log_datasets`` on this run."""
+        self.tracker.log_datasets(self.run_id, inputs)
 
 
 def _quote(value: str) -> str:

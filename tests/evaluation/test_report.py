@@ -48,6 +48,9 @@ def test_log_eval_result_into_a_run(tmp_path):
     assert metrics["scanrefer/acc_iou50"] == pytest.approx(100.0)
     kinds = {r["eval_type"] for r in records}
     assert {f"scanrefer/{k}/acc_iou25" for k in kinds} <= set(metrics)
+    tags = client.get_run(run_id).data.tags  # counts are tags, not metrics
+    assert tags["scanrefer/num_records"] == "8" and tags["scanrefer/num_problems"] == "0"
+    assert not [k for k in metrics if k.rsplit("/", 1)[-1].startswith("num_")]
     local = client.download_artifacts(run_id, "eval/scanrefer", str(tmp_path / "dl"))
     assert json.load(open(f"{local}/breakdown.json")) == result.breakdown
     table = json.load(open(f"{local}/samples.json"))

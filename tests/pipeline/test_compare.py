@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from vega3d.cli import app
 from vega3d.compare import DEFAULT_GROUPS, comparison_plot, comparison_table, fetch_runs
+from vega3d.errors import UserError
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def test_fetch_runs_with_children(experiment):
 
 
 def test_fetch_runs_unknown_experiment(mlflow_server):
-    with pytest.raises(ValueError, match="'no-such-experiment' not found"):
+    with pytest.raises(UserError, match="'no-such-experiment' not found"):
         fetch_runs(mlflow_server.url, "no-such-experiment", METRICS, BY)
 
 

@@ -5,6 +5,7 @@ features, so extract runs too); the second, with caching on, must re-execute no 
 must mark its MLflow parent run FAILED and leave nothing half-written in the bucket.
 """
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -107,10 +108,62 @@ def test_full_pipeline_then_cached_rerun(pipeline_env):
         assert any(k.endswith(f"eval/{task}/metrics.json") for k in keys), task
     assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
     version = client.get_model_version_by_alias("vega3d", "candidate")
-    assert version.source.startswith(params["storage_root"])
+    assert version.tags["vega3d.checkpoint_uri"].startswith(params["storage_root"])
+    _assert_mlflow_as_users_expect(client, params, first.run_id, parent, children, version, report_md)
 
-    second = run_local(params, tmp_path / "kfp", enable_caching=True, cached_steps=sorted(STAGE_TASKS))
-    assert not STAGE_TASKS & set(second.executed), second.executed  # every stage came from the cache
+    # An identical second run: every stage but the report comes from the cache; the report registers the
+    # same checkpoint again, which must reuse the version instead of making a second one.
+    second = run_local(params, tmp_path / "kfp", enable_caching=True, cached_steps=sorted(STAGE_TASKS - {"report"}))
+    assert STAGE_TASKS & set(second.executed) == {"report"}, second.executed
+    assert [v.version for v in client.search_model_versions("name = 'vega3d'")] == [version.version]
+    assert client.get_model_version_by_alias("vega3d", "candidate").version == version.version
+    second_parent, _ = _parent_and_children(client, params["experiment"], second.run_id)
+    assert json.loads(second_parent.data.tags["vega3d.gate"])["version"] == version.version
+
+
+def _assert_mlflow_as_users_expect(client, params, run_key, parent, children, version, report_md):
+    """Kind tag, run names and descriptions, dataset inputs, the logged model and its signature, the gate."""
+    import mlflow
+
+    experiment = client.get_experiment_by_name(params["experiment"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
+    assert parent.info.run_name == f"tiny-wan_t2v-token_gated-{run_key.rsplit('-', 1)[-1][:6]}"
+    assert "preset **tiny**" in parent.data.tags["mlflow.note.content"]
+    assert children["train"].data.tags["mlflow.note.content"].startswith("Trains VEGA-3D with DeepSpeed")
+    # datasets: the data root on every stage that reads it, the offline feature set on train and eval
+    contexts = {"prep": "preparation", "extract": "extraction", "train": "training", "eval-scanqa": "evaluation"}
+    for stage, context in contexts.items():
+        inputs = client.get_run(children[stage].info.run_id).inputs.dataset_inputs
+        by_name = {i.dataset.name: i for i in inputs}
+        assert "data-root:data" in by_name, (stage, list(by_name))
+        root = by_name["data-root:data"]
+        assert json.loads(root.dataset.source) == {"uri": params["data_uri"]} and root.dataset.source_type == "s3"
+        assert {t.key: t.value for t in root.tags}["mlflow.data.context"] == context
+        if stage in ("train", "eval-scanqa"):
+            assert any(name.startswith("features:wan_t2v") for name in by_name), list(by_name)
+    digests = {client.get_run(children[s].info.run_id).inputs.dataset_inputs[0].dataset.digest for s in contexts}
+    assert len(digests) == 1  # the same data root seen by every stage
+    # counts are params/tags, not metrics
+    assert int(children["prep"].data.params["records_scanqa_val"]) > 0
+    assert not [k for k in children["prep"].data.metrics if k.startswith(("records_", "scenes_"))]
+    assert int(children["train"].data.tags["vega3d.train_steps"]) == 4 and "train/steps" not in children["train"].data.metrics
+    # the registered version points at a logged model whose MLmodel carries the signature
+    assert version.source.startswith("models:/m-")
+    model_id = version.source.removeprefix("models:/")
+    logged = client.get_logged_model(model_id)
+    assert logged.source_run_id == parent.info.run_id
+    assert model_id in [o.model_id for o in client.get_run(parent.info.run_id).outputs.model_outputs]
+    assert logged.params["checkpoint_uri"] == version.tags["vega3d.checkpoint_uri"]
+    signature = mlflow.models.Model.load(version.source).signature
+    assert [c.name for c in signature.inputs.inputs] == ["task", "scene_id", "question", "box"]
+    assert [c.name for c in signature.outputs.inputs] == ["answer", "boxes"]
+    # the gate decision as JSON (tag + artifact) and as a table in the report
+    gate = json.loads(parent.data.tags["vega3d.gate"])
+    assert gate["version"] == version.version and gate["promoted"] is True and gate["reason"] == "no champion yet"
+    assert set(gate["comparison"]) == set(gate["metrics"]) and gate["metrics"]
+    assert f"## Champion gate: version {version.version} promoted to champion" in report_md
+    for name in gate["metrics"]:
+        assert f"| {name} | {gate['comparison'][name]['candidate']:.2f} | - |" in report_md
 
 
 def test_failing_step_marks_parent_failed_and_leaves_no_partial_objects(pipeline_env):

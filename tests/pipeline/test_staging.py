@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from vega3d import staging, storage
+from vega3d import staging, storage, transfers
 
 # relative path -> content; binary and empty files included, nested folders, a name sharing a prefix
 FILES = {
@@ -36,15 +36,15 @@ def _remote_keys(uri):
 
 @pytest.fixture
 def download_count(monkeypatch):
-    """Count calls of vega3d.storage.download_file (still downloading for real)."""
+    """Count the files staging hands to vega3d.transfers.download_many (still downloading for real)."""
     calls = []
-    real = storage.download_file
+    real = transfers.download_many
 
-    def counting(uri, local):
-        calls.append(uri)
-        real(uri, local)
+    def counting(pairs, *args, **kwargs):
+        calls.extend(uri for uri, _ in pairs)
+        return real(pairs, *args, **kwargs)
 
-    monkeypatch.setattr(storage, "download_file", counting)
+    monkeypatch.setattr(transfers, "download_many", counting)
     return calls
 
 

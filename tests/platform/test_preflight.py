@@ -42,13 +42,13 @@ def test_unwritable_output_stops_training_before_it_starts(tmp_path):
 
 
 def test_unwritable_output_stops_evaluation_before_predicting(tmp_path):
-    from vega3d.evaluation.commands import evaluate_task
+    from vega3d.evaluation.run import evaluate
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     cfg = _cfg(tmp_path, str(blocker / "eval"))
     with pytest.raises(PreflightError, match="is not writable"):
-        evaluate_task(cfg, "scanqa", None, None, None, strict=False, meteor=False)
+        evaluate(cfg, "scanqa", meteor=False)
 
 
 def test_missing_data_root_and_every_problem_at_once(tmp_path):

@@ -225,7 +225,12 @@ def test_champion_moves_only_when_the_candidate_is_better(
     assert not tracker.promote_if_better(model, v4, gate).promoted
     assert tracker.alias_version(model, CHAMPION) == v2
     assert tracker.alias_version(model, CANDIDATE) == v4
-    assert client.get_model_version(model, v4).source == "s3://bucket/runs/d/checkpoint"
+    fourth = client.get_model_version(model, v4)
+    assert fourth.tags["vega3d.checkpoint_uri"] == "s3://bucket/runs/d/checkpoint"
+    assert fourth.source.startswith("models:/m-")  # an MLflow logged model with our signature
+    logged = client.get_logged_model(fourth.source.removeprefix("models:/"))
+    assert logged.params["checkpoint_uri"] == "s3://bucket/runs/d/checkpoint" and logged.status == "READY"
+    assert register({"scanrefer/acc@0.25": 0.1, "scan2cap/cider": 0.1}, "d") == v4  # same checkpoint: same version
 
     # lower is better for a loss: 0.9 < 1.0 wins even though the number is smaller
     v5 = register({"scanrefer/acc@0.25": 0.60, "scan2cap/cider": 0.30, "val_loss": 0.9}, "e")

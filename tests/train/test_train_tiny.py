@@ -121,9 +121,9 @@ def test_metrics_params_and_model_in_mlflow_with_s3_output(
     # MLflow's system metrics monitor; the run is shorter than its 60 s interval, so this is the last sample
     # the trainer logs at the end (a timing-free check)
     assert "system/cpu_utilization_percentage" in run.data.metrics
-    assert run.data.metrics["train/steps"] == steps  # summary metrics
+    assert run.data.tags["vega3d.train_steps"] == str(steps) and "train/steps" not in run.data.metrics  # a count
     version = client.get_model_version_by_alias("vega3d-train-test", "candidate")
-    assert version.source == storage.join(output, "model") and version.run_id == run.info.run_id
+    assert version.tags["vega3d.checkpoint_uri"] == storage.join(output, "model") and version.run_id == run.info.run_id
 
 
 def _aws_env() -> dict[str, str]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from vega3d.cli.options import PresetOption, SetOption, config_from_options, hidden_alias
-
-if TYPE_CHECKING:
-    from vega3d.data.check import Problem
+from vega3d.problem_report import ReportFormat, render_problems
 
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
 
@@ -23,20 +20,11 @@ DeepOption = Annotated[bool, typer.Option("--deep", help="Decode every frame (pa
 MaxInvalidOption = Annotated[float, typer.Option(
     "--max-invalid-frames", min=0.0, max=1.0,
     help="Share of a scene's frames that may be invalid (-inf/NaN pose, unreadable image) before it is refused.")]
-
-
-def print_problems(problems: list[Problem]) -> None:
-    """A rich table: file, problem, fix."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(problems)} problem(s)", show_lines=True, expand=True)
-    table.add_column("file", overflow="fold", style="cyan")
-    table.add_column("problem", overflow="fold", style="red")
-    table.add_column("fix", overflow="fold", style="green")
-    for problem in problems:
-        table.add_row(problem.path, problem.problem, problem.fix)
-    Console(width=160).print(table)
+FormatOption = Annotated[
+    ReportFormat,
+    typer.Option("--format", help="Problem report: auto (a table on a terminal, one line per problem elsewhere), "
+                 "table, text or json."),
+]
 
 
 @app.command()
@@ -78,7 +66,7 @@ def synth(
 @app.command()
 def check(
     data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, deep: DeepOption = False,
-    max_invalid_frames: MaxInvalidOption = 0.25, root: OldRootOption = None,
+    max_invalid_frames: MaxInvalidOption = 0.25, fmt: FormatOption = ReportFormat.auto, root: OldRootOption = None,
 ) -> None:
     """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
     from vega3d.data.check import check_data_root
@@ -91,7 +79,7 @@ def check(
     typer.echo(f"{excluded} invalid frame(s) would be excluded; "
                + ("every frame was decoded" if deep else "image bodies were not decoded (use --deep)"))
     if problems:
-        print_problems(problems)
+        render_problems(problems, fmt)
         raise typer.Exit(1)
     typer.echo(f"{target}: no problems")
 
@@ -99,18 +87,17 @@ def check(
 @app.command()
 def prep(
     data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None,
-    max_invalid_frames: MaxInvalidOption = 0.25, root: OldRootOption = None,
+    max_invalid_frames: MaxInvalidOption = 0.25, fmt: FormatOption = ReportFormat.auto, root: OldRootOption = None,
 ) -> None:
     """Check (every frame decoded), then produce boxes, voxel sets, frame selections and processed records."""
     from vega3d.data.prep import PrepError, run_prep
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_options(preset, set_)
     target = data_root or root or Path(cfg.data.root)
     try:
         report = run_prep(target, cfg.data, max_invalid_ratio=max_invalid_frames)
     except PrepError as error:
-        print_problems(error.problems)
+        render_problems(error.problems, fmt)
         typer.echo(f"prep refused {target}: fix the problems above; nothing was written", err=True)
         raise typer.Exit(1) from None
     for name, count in sorted(report.records.items()):

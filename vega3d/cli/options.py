@@ -54,13 +54,11 @@ def hidden_alias(flag: str, instead: str) -> Any:
 
 
 def config_from_options(preset: str, overrides: list[str] | None) -> Vega3DConfig:
-    """The config of ``--preset`` and ``--set``; an invalid one is a usage error naming the field (exit 2)."""
-    from vega3d.config import ConfigError, load_config
+    """The config of ``--preset`` and ``--set``; an invalid one raises ``ConfigError`` naming the field, which
+    the command line shows as two lines with exit code 2 (``vega3d.errors``)."""
+    from vega3d.config import load_config
 
-    try:
-        return load_config(preset, overrides or [])
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
+    return load_config(preset, overrides or [])
 
 
 def parse_params(items: list[str]) -> dict:

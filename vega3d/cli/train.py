@@ -16,6 +16,7 @@ from vega3d.cli.options import (
     config_from_options,
     with_settings,
 )
+from vega3d.errors import check_data_root
 from vega3d.params import to_overrides
 
 logger = logging.getLogger(__name__)
@@ -46,12 +47,12 @@ def train_command(
     ``--num-gpus`` is the processes on this machine (torchrun --standalone), ignored inside an existing
     torchrun (RANK/WORLD_SIZE set).
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     extra = to_overrides(settings or {}, overrides or [])
     for key, value in (("data.root", data_root), ("train.output_uri", output), ("tracking.uri", tracking_uri)):
         if value:
             extra.append(f"{key}={value}")
     cfg = config_from_options(preset, extra).with_paths_under_root()
+    check_data_root(cfg.data.root)  # before the checkpoints under it: a wrong root is reported as such
     from vega3d.train.launch import exit_rank, inside_torchrun, launch_training
 
     if not resume and not inside_torchrun():

@@ -307,14 +307,13 @@ def _decode_all(layout: DataLayout, scenes: list[str], progress: bool) -> dict[t
     """Fully decode every frame of ``scenes`` in parallel threads: (scene, frame) -> reason or None."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
-
     from vega3d.data.frame_lists import disk_frame_ids
+    from vega3d.logs import progress as progress_bar
 
     jobs = [(scene, frame) for scene in scenes for frame in disk_frame_ids(layout, scene)]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         results = pool.map(lambda job: frame_problem(layout, job[0], job[1], deep=True), jobs)
-        reasons = list(tqdm(results, total=len(jobs), desc="decode frames", unit="frame", disable=not progress))
+        reasons = list(progress_bar(results, total=len(jobs), desc="decode frames", unit="frame", disable=not progress))
     return dict(zip(jobs, reasons, strict=True))
 
 
@@ -353,7 +352,7 @@ def check_data_root(root: str | Path, progress: bool = False, deep: bool = False
     ``deep`` decodes every frame (parallel, progress bar) instead of reading headers; ``frame_lists``, when
     given, receives each scene's frame list with its excluded frames (what prep writes).
     """
-    from tqdm import tqdm
+    from vega3d.logs import progress as progress_bar
 
     layout = DataLayout(root)
     if not layout.root.is_dir():
@@ -380,7 +379,7 @@ def check_data_root(root: str | Path, progress: bool = False, deep: bool = False
                                 f"add {scene} or remove it from the split list and info file"))
     decoded = _decode_all(layout, sorted(on_disk), progress) if deep else None
     counts: dict[str, int | None] = {}
-    for scene in tqdm(sorted(on_disk), desc="check scenes", disable=not progress, unit="scene"):
+    for scene in progress_bar(sorted(on_disk), desc="check scenes", disable=not progress, unit="scene"):
         problems += _check_frames(layout, scene)
         problems += _check_frame_list(layout, scene, infos.get(scene), decoded, max_invalid_ratio, frame_lists)
         scan_problems = _check_scan(layout, scene, split_of[scene])

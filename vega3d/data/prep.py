@@ -229,7 +229,7 @@ def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[
                     frame_lists: dict[str, FrameList], staging: Path, progress: bool) -> _Prepared:
     """Per scene: points (into ``staging``), boxes, voxels, coverage picks; then every metadata file and record
     list in memory."""
-    from tqdm import tqdm
+    from vega3d.logs import progress as progress_bar
 
     to_class = label_classes(layout)
     scenes = list(dict.fromkeys(split for split, _ in all_scenes))
@@ -242,7 +242,7 @@ def _prepare_scenes(layout: DataLayout, cfg: DataConfig, all_scenes: list[tuple[
     select_path = layout.select_frames_path(cfg.voxel_size, budget, cfg.mask_invalid_depth)
     previous = _previous_selections(select_path)
     reused = 0
-    for split, scene in tqdm(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
+    for split, scene in progress_bar(all_scenes, desc="prep scenes", unit="scene", disable=not progress):
         points = aligned_scene_points(layout, scene)
         write_scene_points(staging / f"{scene}.npz", points)
         if points.labels:

@@ -84,7 +84,7 @@ def run_inference(
     ``predict_batch`` gets up to ``batch_size`` records and returns one prediction dict per record, in order,
     each with the record's ``id``.
     """
-    from tqdm import tqdm
+    from vega3d.logs import progress as progress_bar
 
     shard_uri = storage.join(out_uri, "shards", shard_name(shard_index, num_shards))
     remote = storage.is_remote(shard_uri)
@@ -99,7 +99,7 @@ def run_inference(
     logger.info("shard %d/%d: %d done, %d to predict -> %s", shard_index, num_shards, len(done), len(todo), shard_uri)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     with open(local, "ab") as handle:
-        for number, batch in enumerate(tqdm(batches, desc=f"shard {shard_index}", disable=not progress), 1):
+        for number, batch in enumerate(progress_bar(batches, desc=f"shard {shard_index}", disable=not progress), 1):
             preds = predict_batch(list(batch))
             _check_batch(batch, preds)
             handle.write("".join(json.dumps(p) + "\n" for p in preds).encode())

@@ -27,7 +27,11 @@ def log_eval_result(tracker: Tracker, run_id: str | None, result: EvalResult, sa
     """Log metrics, breakdown and a sample table of one task into ``run_id`` (no-op when tracking is off)."""
     if run_id is None or not tracker.enabled:
         return
-    tracker.log_metrics(run_id, eval_metrics(result))
+    from vega3d.mlflow_meta import split_counts
+
+    metrics, counts = split_counts(eval_metrics(result))
+    tracker.log_metrics(run_id, metrics)
+    tracker.set_tags(run_id, counts)
     tracker.log_text(run_id, json.dumps(result.breakdown, indent=2), f"eval/{result.task}/breakdown.json")
     rows = result.rows[:sample_size]
     if rows:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vega3d import storage
 from vega3d.config import Vega3DConfig
@@ -29,6 +28,7 @@ from vega3d.data.layout import DataLayout
 from vega3d.data.sampling import load_selections, sample_frame_ids, selection_budget
 from vega3d.generative.base import GenerativeEncoder
 from vega3d.generative.store import FeatureSpec, FeatureStore, feature_key
+from vega3d.logs import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def extract_features(
     scenes = split_scenes(layout, splits)[shard_index::num_shards]
     summary = ExtractSummary(feature_id=spec.feature_id, uri=store_uri)
     start = time.perf_counter()
-    bar = tqdm(scenes, desc=f"extract {spec.feature_id} [{shard_index}/{num_shards}]", unit="scene",
+    bar = progress_bar(scenes, desc=f"extract {spec.feature_id} [{shard_index}/{num_shards}]", unit="scene",
                disable=not progress)
     wanted = list(strategies or [cfg.data.sampling])
     selections = None if wanted == ["uniform"] else load_selections(  # the picks of this run's data settings

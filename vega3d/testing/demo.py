@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +21,8 @@ import typer
 
 from vega3d import staging, storage
 from vega3d.config import SyntheticConfig, load_config
+from vega3d.logs import log_to_file
+from vega3d.mlflow_meta import ui_url
 from vega3d.params import pipeline_overrides
 from vega3d.runs import resolve_run_config
 
@@ -91,8 +93,16 @@ def upload_data_root(data_local: Path, data_uri: str) -> int:
     return staging.stage_up(data_local, data_uri, [p for p in DATA_SUBPATHS if (data_local / p).exists()])
 
 
-def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> DemoResult:
-    """Run the demo end to end (see the module docstring)."""
+def run_demo(
+    workdir: Path,
+    keep: bool = False,
+    params: dict | None = None,
+    say: Callable[[str], None] = logger.info,
+) -> DemoResult:
+    """Run the demo end to end (see the module docstring); ``say`` gets one status line per phase and step.
+
+    Each pipeline step's full log goes to ``<workdir>/logs/<n>-<step>.log`` (named in its status line).
+    """
     from pipelines.local_run import run_local
     from vega3d.testing.services import local_services
 
@@ -100,24 +110,27 @@ def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> D
     params = {**DEMO_PARAMS, **(params or {})}
     data_local = workdir / "data"
     prepare_demo_data(data_local, params["preset"])
+    say(f"data      synthetic scenes and tiny checkpoints under {data_local}")
     with local_services(workdir / "services", bucket=DEMO_BUCKET, keep=keep) as services:
         os.environ.update(services.env())
         # One intra-op thread per step process: the tiny model trains ~4x faster so on 2 shared cores, and the
         # evaluations run two at a time.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+        say(f"services  S3 (SeaweedFS) {services.s3.endpoint}, MLflow {services.mlflow.url}")
         data_uri = services.s3.uri("data")
         uploaded = upload_data_root(data_local, data_uri)
-        logger.info("uploaded %d files to %s", uploaded, data_uri)
+        say(f"upload    {uploaded} files to {data_uri}")
         run_params = {**params, "storage_root": services.s3.uri(), "data_uri": data_uri,
                       "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}
-        result = run_local(run_params, workdir / "kfp")
+        say(f"pipeline  one line per finished step; each step's full log in {workdir / 'logs'}")
+        result = run_local(run_params, workdir / "kfp", log_dir=workdir / "logs")
         cfg = resolve_run_config(
             params["preset"], demo_overrides(params), run_params["storage_root"], data_uri, services.mlflow.url,
             DEMO_EXPERIMENT,
         )
         markdown = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
         parent_url = _parent_run_url(services.mlflow.url, result.run_id)
-        return DemoResult(markdown, services.mlflow.url, parent_url, result.executed)
+        return DemoResult(markdown, ui_url(services.mlflow.url), parent_url, result.executed)
 
 
 def demo_overrides(params: dict) -> list[str]:
@@ -131,7 +144,7 @@ def _parent_run_url(mlflow_url: str, run_key: str) -> str:
     tracker = Tracker(mlflow_url, safe=False)
     run_id = tracker.start_pipeline_run(DEMO_EXPERIMENT, run_key, "tiny")
     experiment_id = tracker.experiment_id(DEMO_EXPERIMENT)
-    return f"{mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+    return ui_url(mlflow_url, f"experiments/{experiment_id}/runs/{run_id}")
 
 
 def demo_command(
@@ -139,6 +152,9 @@ def demo_command(
     keep: Annotated[bool, typer.Option("--keep", help="Leave SeaweedFS and MLflow running to browse the runs.")] = False,
     stop: Annotated[bool, typer.Option("--stop", help="Only stop services an earlier `--keep` left running.")] = False,
     max_steps: Annotated[int, typer.Option(help="Optimiser steps of the tiny training run.")] = DEMO_PARAMS["max_steps"],
+    max_samples: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate only the first N records of each benchmark (a quick look).")
+    ] = None,
 ) -> None:
     """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
     from vega3d.testing.services import stop_recorded_services
@@ -147,8 +163,13 @@ def demo_command(
         stopped = stop_recorded_services(workdir / "services")
         typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run_demo(workdir, keep=keep, params={"max_steps": max_steps})
+    log_file = workdir.resolve() / "logs" / "demo.log"
+    typer.echo(f"vega3d demo: this process logs to {log_file}")
+    with log_to_file(log_file):
+        params: dict = {"max_steps": max_steps}
+        if max_samples is not None:
+            params["overrides"] = [*DEMO_PARAMS["overrides"], f"eval.max_samples={max_samples}"]
+        result = run_demo(workdir, keep=keep, params=params, say=typer.echo)
     typer.echo("\n" + result.report_markdown)
     typer.echo(f"MLflow: {result.mlflow_url}  (this run: {result.parent_run_url})")
     if keep:

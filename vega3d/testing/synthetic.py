@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from vega3d.config import SyntheticConfig
 from vega3d.data import embodiedscan, scannet
 from vega3d.data.layout import SPLITS, DataLayout
+from vega3d.logs import progress as progress_bar
 from vega3d.storage import write_json, write_text
 from vega3d.testing.raycast import RoomGeometry, render
 
@@ -407,7 +407,7 @@ def synthesize_scenes(root: str | Path, cfg: SyntheticConfig) -> list[SceneTruth
     truths: list[SceneTruth] = []
     infos: dict[str, list[dict]] = {split: [] for split in SPLITS}
     jobs = [(split, scene) for split in SPLITS for scene in names[split]]
-    for split, scene in tqdm(jobs, desc="synthesising scenes", unit="scene"):
+    for split, scene in progress_bar(jobs, desc="synthesising scenes", unit="scene"):
         truth = scene_truth(scene, split, cfg.seed, cfg)
         infos[split].append(write_scene(layout, truth, cfg, cfg.seed))
         truths.append(truth)

@@ -133,8 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", help="rank 0 writes {'model_uri': ..., 'metrics': {...}} here")
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import yaml
+
+    from vega3d.logs import setup_logging
+
+    setup_logging()  # the level the launching command was given (VEGA3D_VERBOSITY), in the one log format
 
     from vega3d.config import build_config
     from vega3d.train.run import train_in_process

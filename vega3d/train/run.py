@@ -56,7 +56,11 @@ def train_in_process(cfg: Vega3DConfig, parent_run_id: str | None = None) -> Tra
         bridge = MlflowTrainTracker(stage, registered) if stage.run_id else None
         result = build_training(cfg, bridge).train()
         if bridge is not None:
-            stage.log_metrics(result.summary_metrics(), step=result.history[-1].step if result.history else 0)
+            summary = result.summary_metrics()
+            steps = summary.pop("train/steps", None)  # a count: a tag, not a metric
+            stage.log_metrics(summary, step=result.history[-1].step if result.history else 0)
+            if steps is not None:
+                stage.set_tags({"vega3d.train_steps": int(steps)})
     return result
 
 

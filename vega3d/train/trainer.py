@@ -422,6 +422,6 @@ class _StepAccumulator:
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from vega3d.logs import progress as progress_bar
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc="train", unit="step", disable=not enabled)
