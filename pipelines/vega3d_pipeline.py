@@ -78,6 +78,7 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
         max_steps: int = -1,
         num_gpus: int = 1,
         num_nodes: int = 1,
+        gpu_memory_gib: float = 80.0,  # issue 19: memory of one GPU, for setup_run's memory plan
         train_timeout_s: int = 72 * 3600,
         eval_gpus: int = 1,
         accelerator_type: str = "nvidia.com/gpu",
@@ -116,6 +117,7 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
                 experiment=experiment,
                 run_id=run_id,
                 job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                num_nodes=num_nodes, gpu_memory_gib=gpu_memory_gib,  # issue 19: the memory plan
             ).set_caching_options(False)
             config = setup.outputs["config"]
             prep_task = _cache(prep(config=config), "prep")

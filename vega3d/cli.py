@@ -9,6 +9,7 @@ from vega3d.data.commands import app as data_app
 from vega3d.evaluation.commands import eval_command
 from vega3d.generative.commands import extract_command
 from vega3d.pipeline_commands import app as pipeline_app
+from vega3d.plan import plan_command
 from vega3d.testing.demo import demo_command
 from vega3d.train.commands import train_command
 
@@ -25,6 +26,7 @@ app.command("demo")(demo_command)
 app.command("extract")(extract_command)
 app.command("compare")(compare_command)
 app.command("train")(train_command)
+app.command("plan")(plan_command)
 
 
 def main() -> None:
