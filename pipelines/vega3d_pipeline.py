@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from kfp import dsl
 
 from components.evaluate import evaluate
-from components.extract import extract
+from components.extract import extract, extract_shards, merge_extract_shards
 from components.finalize import finalize
 from components.images import CPU_IMAGE
 from components.prep import prep
@@ -79,6 +79,7 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
         num_gpus: int = 1,
         num_nodes: int = 1,
         gpu_memory_gib: float = 80.0,  # issue 19: memory of one GPU, for setup_run's memory plan
+        extract_gpus: int = 1,  # issue 19: extract shards, one GPU each
         train_timeout_s: int = 72 * 3600,
         eval_gpus: int = 1,
         accelerator_type: str = "nvidia.com/gpu",
@@ -123,10 +124,16 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
             prep_task = _cache(prep(config=config), "prep")
             decide = features_needed(config=config).set_caching_options(False)
             with dsl.If(decide.output == True, name="offline-features"):  # noqa: E712 - kfp condition
-                extract_task = _cache(extract(config=config, data=prep_task.outputs["data"]), "extract")
+                # issue 19: extraction fans out over extract_gpus shards (one GPU each, one shared store)
+                shards = extract_shards(num_shards=extract_gpus).set_caching_options(False)
+                with dsl.ParallelFor(shards.output, name="extract-shards") as shard:
+                    extract_task = _cache(extract(config=config, data=prep_task.outputs["data"], shard_index=shard,
+                                                  num_shards=extract_gpus), "extract")
+                merged = merge_extract_shards(feature_ids=dsl.Collected(extract_task.outputs["Output"]))
+                merged.set_caching_options(False)
             with dsl.Else(name="no-offline-features"):
                 skip_task = no_features().set_caching_options(False)
-            feature_id = dsl.OneOf(extract_task.outputs["Output"], skip_task.output)
+            feature_id = dsl.OneOf(merged.output, skip_task.output)
             if local:  # one machine: no cluster to launch a multi-node TrainJob on
                 multinode_task = None
                 train_task = _cache(
@@ -173,7 +180,8 @@ def build_pipeline(cached_steps: Iterable[str] = (), placement: Placement | None
             return
         gpu = dict(accelerator_type=accelerator_type, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
         for task, step in ((exit_task, "finalize"), (setup, "setup"), (prep_task, "prep"), (decide, "decide"),
-                           (skip_task, "skip"), (report_task, "report"), (multinode_task, "launcher")):
+                           (skip_task, "skip"), (report_task, "report"), (multinode_task, "launcher"),
+                           (shards, "skip"), (merged, "skip")):  # issue 19: the fan-out's small steps
             apply_cpu_step(task, step, placement)
         apply_gpu_step(extract_task, "extract", placement, num_gpus=1, **gpu)
         apply_gpu_step(train_task, "train", placement, num_gpus=num_gpus, **gpu)

@@ -106,19 +106,20 @@ def needs_offline_features(config_yaml: str) -> bool:
     return cfg.generative.backbone != "none" and cfg.generative.mode == "offline"
 
 
-def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
-    """Extract offline generative features of every sampled frame list into the feature store."""
+def extract(config_yaml: str, data_uri: str, shard_index: int = 0, num_shards: int = 1) -> dict[str, Any]:
+    """Extract offline generative features of every sampled frame list (of one shard's scenes) into the store."""
     from vega3d.generative.extract import default_store_uri, extract_features
     from vega3d.generative.registry import build_encoder
 
     cfg = config_from_yaml(config_yaml)
     tracker = _tracker(cfg)
-    with tracker.stage_run(_parent_run(tracker, cfg), "extract") as run:
+    stage = "extract" if num_shards == 1 else f"extract-{shard_index}"  # one child run per shard
+    with tracker.stage_run(_parent_run(tracker, cfg), stage) as run:
         data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
         encoder = build_encoder(local.generative, local.model.pooled_grid, _device())
-        summary = extract_features(local, encoder, store_uri)
+        summary = extract_features(local, encoder, store_uri, shard_index=shard_index, num_shards=num_shards)
         run.log_metrics({**{k: float(v) for k, v in summary.counts.items()}, "seconds": summary.seconds})
         run.set_tags({"vega3d.feature_id": summary.feature_id})
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
