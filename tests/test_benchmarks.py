@@ -53,3 +53,24 @@ def test_cost_model_rows_follow_from_the_printed_flops_and_assumptions(capsys):
     ours = sum(r[1] for r in rows.values() if r is not rows["total"])
     assert rows["total"] == (pytest.approx(released, abs=0.1), pytest.approx(ours, abs=0.1))
     assert f"released / ours = {rows['total'][0] / rows['total'][1]:.2f}x" in report
+
+
+def test_bench_gpu_runs_on_cpu_at_tiny_size_and_prints_every_row(capsys):
+    rows = load_script("bench_gpu").main(["--device", "cpu", "--size", "tiny", "--steps", "1"])
+    out = capsys.readouterr().out
+    names = ["train tokens/s", "train MFU", "train peak memory", "decode batch 1 tokens/s", "decode batch 8 tokens/s",
+             "decode batch 8 / batch 1", "extract early exit frames/s", "extract full DiT frames/s",
+             "extract early / full time"]
+    assert [r.name for r in rows] == names
+    for row in rows:
+        assert f"| {row.name} | " in out
+        if row.name == "train MFU":
+            assert row.value is None and "| train MFU | n/a |" in out  # no known bf16 peak for a CPU
+        else:
+            assert row.value > 0, row
+    by_name = {r.name: r.value for r in rows}
+    assert by_name["decode batch 8 / batch 1"] == pytest.approx(
+        by_name["decode batch 8 tokens/s"] / by_name["decode batch 1 tokens/s"])
+    assert by_name["extract early / full time"] == pytest.approx(
+        by_name["extract full DiT frames/s"] / by_name["extract early exit frames/s"])
+    assert "191 tokens, 8 frames, float32 + ckpt" in out  # 8 x 4 x 5 visual + 32 text - the <image> token
