@@ -9,7 +9,7 @@ object features, patch membership and the head batched in tensor ops):
 and the share of an evaluation's time (inference at batch B + scoring) spent in metric computation
 (ScanQA with and without METEOR, whose Java start costs seconds once per scoring; grounding IoU metrics).
 
-    .venv/bin/python benchmarks/bench_eval.py [--records 48] [--batch-size 8]
+    .venv/bin/python benchmarks/bench_eval.py [--records 48] [--batch-size 8] [--tasks scanrefer multi3drefer]
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best of each is kept)")
+    parser.add_argument("--tasks", nargs="+", default=["scanqa", "scanrefer", "multi3drefer"],
+                        choices=["scanqa", "scanrefer", "multi3drefer"], help="tasks to measure")
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as folder:
@@ -72,7 +74,7 @@ def main() -> None:
         model, tokenizer = predictors.load_eval_model(cfg, 0, device)
         print(f"device {device}, {args.records} records per task, batch {args.batch_size} vs 1")
         print(f"{'task':12s} {'b=1 samples/s':>14s} {'b=B samples/s':>14s} {'speedup':>8s} {'metric share':>13s} {'w/o METEOR':>15s}")
-        for task in ("scanqa", "scanrefer", "multi3drefer"):
+        for task in args.tasks:
             split = tasks.DEFAULT_SPLITS[task]
             proposals = tasks.load_proposals(cfg.data.root, split) if task in tasks.GROUNDING_TASKS else None
             predict = predictors.ModelPredictor(model, tokenizer, cfg, task, proposals)
