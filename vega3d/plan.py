@@ -25,9 +25,11 @@ T = min(V x g(g+1) + text, max_length) sequence tokens and A answer tokens with 
   with gradient checkpointing (every SigLIP and Qwen2 layer recomputed in the backward)
     the layer inputs V P^2 l_v c + T l d, the embeddings, projector, generative, loss terms as above, and one
     layer's activations alive while it is recomputed: max(V P^2 (12 c + 2 i_v), T (8.5 d + 2 k + 4 i)).
-The per-token coefficients count the tensors the transformers layers keep for the backward under SDPA (no
-attention matrix): the two norms' inputs and outputs, q, k, v, the attention output and its contiguous copy,
-the MLP's gate, up, activation and product (Qwen2: 4 i; SigLIP: fc1 output and GELU output, 2 i_v);
+The per-token coefficients are the tensors the transformers layers keep for the backward under SDPA (no
+attention matrix), counted with torch.autograd.graph.saved_tensors_hooks on single layers of several widths:
+the norms' inputs and outputs (Qwen2's RMSNorm keeps fp32 intermediates too, hence 8.5 d), q, k, v, the
+attention output and its contiguous copy, the MLP's gate, up, activation and product (Qwen2: 4 i; SigLIP: fc1
+output and GELU output, 2 i_v), the patch embedding's pixel input (3 p^2);
 ``tests/test_plan.py`` checks the total against the peak measured with torch's MemTracker on the tiny model.
 
 A setting fits when weights + gradients + optimizer + generative + activations + a fixed reserve (CUDA context
