@@ -1,14 +1,15 @@
 """Evaluation throughput on the tiny preset: batched vs batch-1 inference, and the metric share of the time.
 
 Builds a small synthetic data root and a tiny random LLaVA-Video checkpoint (baseline, no generative branch)
-in a temporary folder, then for ScanQA (greedy generation) and ScanRefer (one ``<ground>`` forward):
+in a temporary folder, then for ScanQA (greedy generation), ScanRefer and Multi3DRefer (one ``<ground>`` forward;
+object features, patch membership and the head batched in tensor ops):
   samples/s at batch size 1 and at batch size B, measured side by side on the same records (scene inputs
   cached and warmed first, so both runs time the model; best of interleaved rounds), and the ratio
 (target >= 3x);
 and the share of an evaluation's time (inference at batch B + scoring) spent in metric computation
-(ScanQA with and without METEOR, whose Java start costs seconds once per scoring; ScanRefer IoU accuracy).
+(ScanQA with and without METEOR, whose Java start costs seconds once per scoring; grounding IoU metrics).
 
-    .venv/bin/python benchmarks/bench_eval.py [--records 48] [--batch-size 8]
+    .venv/bin/python benchmarks/bench_eval.py [--records 48] [--batch-size 8] [--tasks scanrefer multi3drefer]
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best of each is kept)")
+    parser.add_argument("--tasks", nargs="+", default=["scanqa", "scanrefer", "multi3drefer"],
+                        choices=["scanqa", "scanrefer", "multi3drefer"], help="tasks to measure")
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as folder:
@@ -70,10 +73,10 @@ def main() -> None:
         device = predictors.eval_device()
         model, tokenizer = predictors.load_eval_model(cfg, 0, device)
         print(f"device {device}, {args.records} records per task, batch {args.batch_size} vs 1")
-        print(f"{'task':10s} {'b=1 samples/s':>14s} {'b=B samples/s':>14s} {'speedup':>8s} {'metric share':>13s} {'w/o METEOR':>15s}")
-        for task in ("scanqa", "scanrefer"):
+        print(f"{'task':12s} {'b=1 samples/s':>14s} {'b=B samples/s':>14s} {'speedup':>8s} {'metric share':>13s} {'w/o METEOR':>15s}")
+        for task in args.tasks:
             split = tasks.DEFAULT_SPLITS[task]
-            proposals = tasks.load_proposals(cfg.data.root, split) if task == "scanrefer" else None
+            proposals = tasks.load_proposals(cfg.data.root, split) if task in tasks.GROUNDING_TASKS else None
             predict = predictors.ModelPredictor(model, tokenizer, cfg, task, proposals)
             records = repeat_records(tasks.load_records(cfg.data.root, task, split), args.records)
             predict(records[: args.batch_size])  # warm-up: scene inputs cached, kernels initialised
@@ -90,7 +93,7 @@ def main() -> None:
                 scoring = time.perf_counter() - started
                 shares.append(100 * scoring / (scoring + batched))
             n = len(records)
-            print(f"{task:10s} {n / single:14.1f} {n / batched:14.1f} {single / batched:7.2f}x "
+            print(f"{task:12s} {n / single:14.1f} {n / batched:14.1f} {single / batched:7.2f}x "
                   f"{shares[0]:12.1f}% {shares[1]:14.1f}%")
 
 

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Markdown, Output
 
 from components.images import CPU_IMAGE
 
@@ -20,6 +20,9 @@ def setup_run(
     run_name: str,
     job_id: str,
     config_file: Output[Artifact],
+    memory_plan: Output[Markdown],  # the memory warning, shown in the UI
+    num_nodes: int = 1,
+    gpu_memory_gib: float = 80.0,
 ) -> NamedTuple("SetupOutputs", [("config", str), ("parent_run_id", str)]):
     """Resolve the preset and settings into one validated VEGA-3D config and open the MLflow parent run.
 
@@ -38,6 +41,9 @@ def setup_run(
         run_name: Name of the MLflow parent run (empty: the Kubeflow run id, which is always its key).
         job_id: The Kubeflow run id (filled in by the pipeline).
         config_file: The resolved config, for the UI.
+        memory_plan: Markdown for the UI: a warning with the per-GPU memory plan when the setting will not fit.
+        num_nodes: Training nodes (for the memory plan).
+        gpu_memory_gib: Memory of one GPU in GiB (for the memory plan).
     """
     from collections import namedtuple
 
@@ -49,4 +55,8 @@ def setup_run(
     )
     with open(config_file.path, "w") as handle:
         handle.write(config_yaml)  # setup_run is never cached: the file is for the UI
+    from vega3d.plan import run_memory_markdown  # warn before launch when the setting will not fit
+
+    with open(memory_plan.path, "w") as handle:
+        handle.write(run_memory_markdown(config_yaml, num_nodes, gpu_memory_gib))
     return namedtuple("SetupOutputs", ["config", "parent_run_id"])(config_yaml, parent_run_id)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from kfp import dsl
 
 from components.evaluate import evaluate
-from components.extract import extract
+from components.extract import extract, extract_shards, merge_extract_shards
 from components.features import features_needed, no_features
 from components.finalize import finalize
 from components.prep import prep
@@ -106,15 +106,22 @@ def build_pipeline(
                 preset=p["preset"], settings={name: p[name] for name in passed}, overrides=p["overrides"],
                 storage_root=p["storage_root"], data_uri=p["data_uri"], mlflow_uri=p["mlflow_uri"],
                 experiment=p["experiment"], run_name=p["run_name"], job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                num_nodes=p["num_nodes"], gpu_memory_gib=p["gpu_memory_gib"],
             ).set_caching_options(False)
             config = setup.outputs["config"]
             data = (prep_task := _cache(prep(config=config), "prep")).outputs["data"]
             decide = features_needed(config=config).set_caching_options(False)
             with dsl.If(decide.output == True, name="offline-features"):  # noqa: E712 - kfp condition
-                extract_task = _cache(extract(config=config, data=data), "extract")
+                # extraction fans out over extract_gpus shards (one GPU each, one shared store)
+                shards = extract_shards(num_shards=p["extract_gpus"]).set_caching_options(False)
+                with dsl.ParallelFor(shards.output, name="extract-shards") as shard:
+                    extract_task = _cache(extract(config=config, data=data, shard_index=shard,
+                                                  num_shards=p["extract_gpus"]), "extract")
+                merged = merge_extract_shards(feature_ids=dsl.Collected(extract_task.outputs["Output"]))
+                merged.set_caching_options(False)
             with dsl.Else(name="no-offline-features"):
                 skip_task = no_features().set_caching_options(False)
-            feature_id = dsl.OneOf(extract_task.outputs["Output"], skip_task.output)
+            feature_id = dsl.OneOf(merged.output, skip_task.output)
             if local:  # one machine: no cluster to launch a multi-node TrainJob on
                 multinode_task = None
                 train_task = _cache(train(config=config, data=data, feature_id=feature_id), "train")
@@ -152,7 +159,8 @@ def build_pipeline(
         gpu = dict(accelerator_type=p["accelerator_type"], node_selector=p["gpu_node_selector"],
                    tolerations=p["gpu_tolerations"])
         for task, step in ((exit_task, "finalize"), (setup, "setup"), (prep_task, "prep"), (decide, "decide"),
-                           (skip_task, "skip"), (report_task, "report"), (multinode_task, "launcher")):
+                           (skip_task, "skip"), (report_task, "report"), (multinode_task, "launcher"),
+                           (shards, "skip"), (merged, "skip")):
             apply_cpu_step(task, step, placement)
         for task, step, count in ((extract_task, "extract", 1), (train_task, "train", p["num_gpus"]),
                                   *((t, "evaluate", p["eval_gpus"]) for t in eval_tasks)):

@@ -98,6 +98,8 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("run_eval", bool, True, "Evaluate the five benchmarks and run the report and champion gate."),
     RunParam("num_nodes", int, 1, "Training nodes; more than 1 trains through a Kubeflow Trainer TrainJob."),
     RunParam("train_timeout_s", int, 72 * 3600, "Seconds before a multi-node TrainJob is given up and deleted."),
+    RunParam("extract_gpus", int, 1, "Shards of the feature extraction, one GPU each, writing one shared store."),
+    RunParam("gpu_memory_gib", float, 80.0, "Memory of one GPU in GiB: setup warns when the setting will not fit."),
     RunParam("eval_gpus", int, 1, "GPUs of each evaluation step (paper presets; tiny steps request none)."),
     RunParam("accelerator_type", str, "nvidia.com/gpu", "Kubernetes resource name of the GPUs."),
     RunParam("gpu_node_selector", dict, DEFAULT_NODE_SELECTOR, "Node selector of the GPU node pool."),

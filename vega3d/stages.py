@@ -135,24 +135,29 @@ def needs_offline_features(config_yaml: str) -> bool:
     return cfg.generative.backbone != "none" and cfg.generative.mode == "offline"
 
 
-def extract(config_yaml: str, data_uri: str) -> dict[str, Any]:
-    """Extract offline generative features of every sampled frame list into the feature store."""
+def extract(config_yaml: str, data_uri: str, shard_index: int = 0, num_shards: int = 1) -> dict[str, Any]:
+    """Extract offline generative features of every sampled frame list (of one shard's scenes) into the store."""
     from vega3d.generative.extract import default_store_uri, run_extract
 
     cfg = config_from_yaml(config_yaml)
     tracker = _tracker(cfg)
     parent = _parent_run(tracker, cfg)
-    with tracker.stage_run(parent, "extract") as run:
+    stage = "extract" if num_shards == 1 else f"extract-{shard_index}"  # one child run per shard
+    with tracker.stage_run(parent, stage) as run:
         data_dir = staging.stage_down(data_uri, subpaths=DATA_SUBPATHS)
         local = _local_config(cfg, data_dir)
         store_uri = default_store_uri(cfg)
-        summary = run_extract(local, store_uri)
+        summary = run_extract(local, store_uri, shard_index=shard_index, num_shards=num_shards)
         run.log_metrics({"seconds": summary.seconds})
         run.set_tags({"vega3d.feature_id": summary.feature_id, **{f"vega3d.{k}": v for k, v in summary.counts.items()}})
         run.log_datasets([_data_input(data_uri, data_dir, "extraction")])
-        from vega3d.viewer.features import log_extract_pictures  # feature pictures of a few scenes
+        from vega3d.data.layout import DataLayout
+        from vega3d.generative.extract import shard_scenes
+        from vega3d.viewer.features import PICTURE_SCENES, log_extract_pictures
 
-        log_extract_pictures(tracker, parent, local, store_uri, summary.feature_id)
+        mine = set(shard_scenes(DataLayout(local.data.root), ("train", "val", "test"), shard_index, num_shards))
+        val = [scene for scene in shard_scenes(DataLayout(local.data.root), ["val"]) if scene in mine]
+        log_extract_pictures(tracker, parent, local, store_uri, summary.feature_id, val[:PICTURE_SCENES])
     return {"uri": store_uri, "feature_id": summary.feature_id, "counts": summary.counts}
 
 

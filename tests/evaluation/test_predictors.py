@@ -1,5 +1,6 @@
 """Model-backed predictors on the prepared synthetic root with a tiny random model (baseline, no generative)."""
 
+import copy
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.evaluation.conftest import BASELINE
+from tests.model.helpers import sharpen
 from vega3d.cli import app
 from vega3d.config import load_config
 from vega3d.data.boxes import box_iou_matrix
@@ -64,6 +66,29 @@ def test_grounding_predictions_are_scene_proposals(loaded, task):
         np.testing.assert_allclose([p["scores"] for p in preds], [p["scores"] for p in single], atol=1e-5)
     else:
         assert preds == single
+
+
+@pytest.mark.parametrize("task", ["scanrefer", "multi3drefer"])
+def test_batch_8_grounding_gives_the_boxes_and_metrics_of_batch_1(loaded, task):
+    cfg, model, tokenizer = loaded
+    records = tasks.load_records(cfg.data.root, task)
+    assert len(records) > 8
+    model = copy.deepcopy(model)
+    sharpen(model)  # hidden states that depend on the description, so predictions differ between records
+    predict = predictor((cfg, model, tokenizer), task)
+    batched = [p for start in range(0, len(records), 8) for p in predict(records[start : start + 8])]
+    single = [predict([r])[0] for r in records]
+    settings = tasks.ScoreSettings(meteor=False)
+    if task == "scanrefer":
+        boxes = [[p["box"]] for p in batched], [[p["box"]] for p in single]
+    else:
+        boxes = tuple([tasks.multi3drefer_boxes(p, settings) for p in preds] for preds in (batched, single))
+    assert boxes[0] == boxes[1]
+    assert len({json.dumps(b) for b in boxes[0]}) > 1  # the random model does not predict one constant box
+    ids = [r["id"] for r in records]
+    results = [tasks.score(task, records, validate_predictions(task, ids, [(None, p) for p in preds]), settings)
+               for preds in (batched, single)]
+    assert results[0].metrics == results[1].metrics and results[0].breakdown == results[1].breakdown
 
 
 def test_oracle_and_chance_on_synthetic_split(prepared_root):

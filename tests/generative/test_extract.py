@@ -88,6 +88,33 @@ def test_shards_split_the_scenes(tiny_cfg, encoder, tmp_path):
         extract_features(tiny_cfg, encoder, uri, shard_index=3, num_shards=3)
 
 
+def test_two_shards_write_the_same_files_as_one_and_a_rerun_skips_finished_keys(data_root, tmp_path):
+    """The pipeline's fan-out (stages.extract per shard, one store): byte-identical to one shard."""
+    from tests.data.prepared import file_digests
+    from vega3d import stages
+    from vega3d.generative.extract import merge_feature_ids, shard_indices
+    from vega3d.runs import config_to_yaml
+
+    stores, ids, configs = {}, {}, {}
+    for shards in (1, 2):
+        stores[shards] = tmp_path / f"store-{shards}"
+        configs[shards] = config_to_yaml(load_config("tiny", [
+            f"data.root={data_root}", "data.frames_upbound=4", f"generative.feature_root={stores[shards]}"]))
+        results = [stages.extract(configs[shards], str(data_root), i, shards) for i in shard_indices(shards)]
+        assert sum(r["counts"]["written"] for r in results) == 4 and len(results) == shards
+        ids[shards] = merge_feature_ids([r["feature_id"] for r in results])
+    assert ids[1] == ids[2]
+    one, two = file_digests(stores[1]), file_digests(stores[2])
+    assert len(one) == 5 and one == two  # 4 feature files + the manifest, byte for byte
+    rerun = stages.extract(configs[2], str(data_root), 1, 2)
+    assert rerun["counts"] == {"scenes": 2, "written": 0, "skipped": 2}
+    assert file_digests(stores[2]) == two
+    with pytest.raises(ValueError, match="feature ids"):
+        merge_feature_ids([ids[1], "other"])
+    with pytest.raises(ValueError, match="at least one shard"):
+        shard_indices(0)
+
+
 def test_offline_and_online_sources_agree(tiny_cfg, encoder, tmp_path):
     uri = str(tmp_path / "features")
     summary = extract_features(tiny_cfg, encoder, uri, splits=["test"], progress=False)

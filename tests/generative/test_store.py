@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from vega3d.generative.store import (
     FeatureStore,
     FeatureStoreError,
     feature_key,
+    safetensors_bytes,
     safetensors_metadata,
     tensor_checksum,
     validate_feature_set,
@@ -131,3 +133,16 @@ def test_store_on_s3_round_trip_corruption_and_validation(s3_prefix):
     raw[-1] ^= 0x01
     storage.write_bytes(store.path(key), bytes(raw))
     assert store.get(key) is None and not storage.exists(store.path(key))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_files_depend_only_on_their_content(dtype):
+    from safetensors.torch import load
+
+    tensor = torch.randn(2, 3, 4, 4).to(dtype)
+    meta = {"key": "k", "scene": "scene0000_00", "frame_ids": "[0, 10]", "checksum": "c"}
+    raw = safetensors_bytes("features", tensor, meta)
+    assert raw == safetensors_bytes("features", tensor, dict(reversed(list(meta.items()))))  # any dict order
+    assert torch.equal(load(raw)["features"], tensor) and safetensors_metadata(raw) == meta
+    (length,) = struct.unpack("<Q", raw[:8])
+    assert length % 8 == 0 and len(raw) == 8 + length + tensor.numel() * tensor.element_size()

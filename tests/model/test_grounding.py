@@ -7,14 +7,16 @@ import torch
 
 from vega3d.model.grounding import (
     InfoNCEGroundHead,
+    batch_ground_scores,
     caption_box,
     infonce_loss,
     object_features,
     patch_box_membership,
+    scene_groups,
     select_multi3drefer,
     select_scanrefer,
 )
-from vega3d.model.position_encoding import encode_positions
+from vega3d.model.position_encoding import discretize, encode_positions, sin3d
 
 
 def pixel_grid_world() -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,18 +50,40 @@ def test_patch_membership_margin_keeps_points_on_the_box_faces():
     assert patch_box_membership(world, valid, box, patch=2, patch_grid=1, margin=0.001).tolist() == [[True]]
     feats = torch.ones(1, 1, 6)
     empty, kept = (object_features(feats, world, valid, box, patch=2, margin=m) for m in (0.0, 0.001))
-    assert torch.equal(empty, torch.zeros(1, 6))
+    assert torch.equal(empty[0], encode_positions(box[0, :3], 6))  # no patch: zero + sin3d(centre)
     torch.testing.assert_close(kept[0], 1.0 + encode_positions(box[0, :3], 6))
 
 
-def test_object_features_mean_plus_centre_encoding_and_zero_when_empty():
+def test_object_features_mean_plus_centre_encoding():
     world, valid = pixel_grid_world()
     dim = 6
     feats = torch.arange(4 * dim, dtype=torch.float32).reshape(1, 4, dim)  # E of patches 0..3
     got = object_features(feats, world, valid, torch.tensor([BOX_A, BOX_EMPTY]), patch=2)
     expected_a = (feats[0, 0] + feats[0, 1]) / 2 + encode_positions(torch.tensor(BOX_A[:3]), dim)
     torch.testing.assert_close(got[0], expected_a)
-    assert torch.equal(got[1], torch.zeros(dim))
+
+
+def test_no_patch_object_feature_is_sin3d_of_centre():
+    """SPEC section 7 item 5: a box no patch qualifies for gets zero + sin3d(centre), the centre discretised
+    as the position encoding does (clamp, shift by the minimum, / 0.1, round)."""
+    world, valid = pixel_grid_world()
+    dim = 9
+    feats = torch.randn(1, 4, dim)
+    # BOX_EMPTY's centre (10, 10, 0) m: (10 + 15) / 0.1 = 250, (10 + 15) / 0.1 = 250, (0 + 5) / 0.1 = 50
+    assert discretize(torch.tensor(BOX_EMPTY[:3])).tolist() == [250.0, 250.0, 50.0]
+    # F = 3 features per axis, f = 1, 1, 10000^(2/3): sin(c), cos(c), sin(c / 10000^(2/3)) per axis
+    by_hand = torch.tensor([math.sin(250), math.cos(250), math.sin(250 / 10000 ** (2 / 3))] * 2
+                           + [math.sin(50), math.cos(50), math.sin(50 / 10000 ** (2 / 3))])
+    expected = sin3d(torch.tensor([250.0, 250.0, 50.0]), dim)
+    torch.testing.assert_close(expected, by_hand)
+    # outside the clamp range too: (-20, 30, 7) m -> (0, 300, 100)
+    far = [-20.0, 30.0, 7.0, 1.0, 1.0, 1.0]
+    got = object_features(feats, world, valid, torch.tensor([BOX_A, BOX_EMPTY, far]), patch=2)
+    assert torch.equal(got[1], expected)
+    assert torch.equal(got[2], sin3d(torch.tensor([0.0, 300.0, 100.0]), dim))
+    batched = object_features(feats[None].repeat(2, 1, 1, 1), world[None].repeat(2, 1, 1, 1, 1),
+                              valid[None].repeat(2, 1, 1, 1), torch.tensor([[BOX_EMPTY], [far]]), patch=2)
+    assert torch.equal(batched[:, 0], torch.stack([expected, got[2]]))
 
 
 def test_infonce_loss_by_hand():
@@ -134,3 +158,50 @@ def test_caption_box_best_proposal_above_iou():
     assert caption_box(gt, proposals[:1]) is None  # 1/3 < 0.5
     assert torch.equal(caption_box(gt, proposals[:1], min_iou=0.3), proposals[0])
     assert caption_box(gt, torch.zeros(0, 6)) is None
+
+
+def test_membership_of_a_batch_of_scenes_equals_each_scene_alone_in_any_chunking():
+    gen = torch.Generator().manual_seed(0)
+    world = torch.rand(3, 2, 8, 8, 3, generator=gen) * 4.0  # 3 scenes, 2 frames, 8x8 pixels (4x4 patches of 2)
+    valid = torch.rand(3, 2, 8, 8, generator=gen) > 0.2
+    boxes = torch.cat([torch.rand(3, 5, 3, generator=gen) * 4.0, torch.rand(3, 5, 3, generator=gen) * 3.0], dim=-1)
+    together = patch_box_membership(world, valid, boxes, patch=2, patch_grid=4)
+    assert together.shape == (3, 5, 2 * 16) and 0 < together.sum() < together.numel()
+    for chunk in (1, 8 * 8 * 2 * 3, 10**9):  # one pixel test per chunk -> one box per chunk; two boxes; all
+        assert torch.equal(patch_box_membership(world, valid, boxes, 2, 4, chunk_elements=chunk), together)
+    for scene in range(3):
+        alone = patch_box_membership(world[scene], valid[scene], boxes[scene], patch=2, patch_grid=4)
+        assert torch.equal(alone, together[scene])
+        # by hand for one box: fraction of valid pixels inside, per 2x2 patch, >= 1/2
+        lo, hi = boxes[scene, 0, :3] - boxes[scene, 0, 3:] / 2, boxes[scene, 0, :3] + boxes[scene, 0, 3:] / 2
+        inside = valid[scene] & ((world[scene] >= lo) & (world[scene] <= hi)).all(-1)  # [2, 8, 8]
+        frac = inside.float().reshape(2, 4, 2, 4, 2).mean(dim=(2, 4))
+        assert torch.equal(alone[0], (frac >= 0.5).reshape(-1))
+
+
+def test_batch_scores_group_shared_scenes_and_equal_each_sample_alone():
+    torch.manual_seed(0)
+    dim, head = 6, InfoNCEGroundHead(6)
+    world, valid = pixel_grid_world()
+    other_world = world + 0.5
+    feats, other_feats = torch.randn(1, 4, dim), torch.randn(1, 4, dim)
+    shared = torch.tensor([BOX_A, BOX_EMPTY])
+    # samples 0 and 1: one scene (same tensor objects) and equal boxes; 2: another scene, 3 boxes; 3: scene 0, 1 box
+    samples = [(feats, world, shared), (feats, world, shared.clone()),
+               (other_feats, other_world, torch.tensor([BOX_A, BOX_A, BOX_EMPTY])), (feats, world, shared[:1])]
+    firsts, group = scene_groups([s[0] for s in samples], [s[1] for s in samples], [valid] * 4, [s[2] for s in samples])
+    assert firsts == [0, 2, 3] and group.tolist() == [0, 0, 1, 2]
+    queries = torch.randn(4, dim)
+    scores, real = batch_ground_scores(head, [s[0] for s in samples], [s[1] for s in samples], [valid] * 4,
+                                       [s[2] for s in samples], queries, patch=2)
+    assert scores.shape == (4, 4) and real.tolist() == [[True, True, False]] * 2 + [[True] * 3, [True, False, False]]
+    for i, (f, w, b) in enumerate(samples):
+        alone = head(object_features(f, w, valid, b, patch=2), queries[i])  # [K_i + 1]
+        got = torch.cat([scores[i, : b.shape[0]], scores[i, -1:]])
+        torch.testing.assert_close(got, alone, rtol=0, atol=1e-6)
+    positives = torch.tensor([[True, False, False], [False, False, False], [False, True, True], [True, False, False]])
+    losses = infonce_loss(scores, positives, 0.07, real)
+    for i, (_, _, b) in enumerate(samples):
+        k = b.shape[0]
+        alone = infonce_loss(torch.cat([scores[i, :k], scores[i, -1:]]), positives[i, :k], 0.07)
+        torch.testing.assert_close(losses[i], alone)

@@ -9,6 +9,14 @@ from vega3d.model.position_encoding import encode_positions
 from vega3d.train.trainable import PARTS, parameter_groups, set_trainable
 
 
+def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids, mask) left-padded with 0."""
+    length = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
 def mixed_batch(model):
     """Sample 0: QA with 2 frames (right padded); sample 1: grounding with 3 frames and 2 proposals."""
     ids = torch.tensor([[5, IMAGE, 7, 8, 9, 0, 0], [5, 6, IMAGE, 7, GROUND, 11, 12]])
@@ -38,6 +46,30 @@ def test_two_samples_different_frames_and_tasks_forward_backward():
         grads = [p.grad for n, p in model.named_parameters() if n.split(".")[0] in names]
         assert grads and all(g is not None for g in grads), part
         assert sum(g.abs().sum() for g in grads) > 0, part
+
+
+def test_batched_grounding_equals_each_sample_alone_and_encodes_a_shared_scene_once():
+    model = tiny_model()
+    scene, other = frames(model, 2, seed=1), frames(model, 3, seed=2)
+    boxes = torch.tensor([[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], [3.0, 3.0, 1.0, 1.0, 1.0, 1.0], [9.0, 9.0, 0.0, 1.0, 1.0, 1.0]])
+    # samples 0, 1, 3 share one scene's tensor objects (as an evaluation batch of one scene does)
+    samples = [(scene, boxes), (scene, boxes[:2]), (other, boxes[1:]), (scene, boxes)]
+    prompts = [[5, IMAGE, 7, GROUND], [5, 6, IMAGE, 7, 8, GROUND], [IMAGE, 9, GROUND], [6, IMAGE, GROUND]]
+    positives = [torch.tensor([True, False, False]), torch.tensor([False, False]), torch.tensor([False, True]),
+                 torch.tensor([False, True, True])]
+    seen = []
+    model.vision_tower.register_forward_hook(lambda module, args, output: seen.append(output[0].shape[0]))
+    ids, mask = left_pad(prompts)
+    out = model(ids, mask, proposals=[b for _, b in samples], ground_positives=positives,
+                **collate([s for s, _ in samples]))
+    assert seen == [2 + 3]  # the shared scene's 2 frames once, the other scene's 3
+    for i, ((inputs, b), prompt) in enumerate(zip(samples, prompts, strict=True)):
+        one_ids, one_mask = left_pad([prompt])
+        alone = model(one_ids, one_mask, proposals=[b], ground_positives=[positives[i]], **collate([inputs]))
+        assert out.ground_scores[i].shape == (b.shape[0] + 1,)
+        torch.testing.assert_close(out.ground_scores[i], alone.ground_scores[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out.sample_losses[i], alone.ground_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.ground_loss, out.sample_losses.mean())
 
 
 def test_lm_loss_equals_cross_entropy_on_assistant_tokens():

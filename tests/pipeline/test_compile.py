@@ -10,7 +10,7 @@ from vega3d.cli import app
 EVAL_EXECUTORS = {"exec-evaluate", *(f"exec-evaluate-{i}" for i in range(2, 6))}
 GPU_EXECUTORS = {"exec-extract", "exec-train", *EVAL_EXECUTORS}
 CPU_EXECUTORS = {"exec-setup-run", "exec-prep", "exec-report", "exec-finalize", "exec-features-needed",
-                 "exec-no-features", "exec-train-multinode"}
+                 "exec-no-features", "exec-train-multinode", "exec-extract-shards", "exec-merge-extract-shards"}
 
 
 def _compile(path, *args):
@@ -41,6 +41,24 @@ def test_every_stage_is_compiled(compiled):
         assert name in params, name
     assert params["preset"]["defaultValue"] == "wan_t2v"
     assert params["run_eval"]["defaultValue"] is True
+
+
+def test_extract_fans_out_over_one_gpu_shards_and_joins_their_feature_ids(compiled):
+    pipeline_spec, _ = compiled
+    assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["extract_gpus"]["defaultValue"] == 1
+    tasks = {(comp, name): task for comp, spec in pipeline_spec["components"].items() if "dag" in spec
+             for name, task in spec["dag"]["tasks"].items()}
+    loop_comp, extract_task = next((c, t) for (c, n), t in tasks.items() if n == "extract")
+    inputs = extract_task["inputs"]["parameters"]
+    assert inputs["shard_index"]["componentInputParameter"] == "pipelinechannel--extract-shards-Output-loop-item"
+    assert inputs["num_shards"]["componentInputParameter"] == "pipelinechannel--extract_gpus"
+    loop = next(t for t in tasks.values() if t["componentRef"]["name"] == loop_comp)
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--extract-shards-Output"
+    merge = next(t for (c, n), t in tasks.items() if n == "merge-extract-shards")
+    assert merge["inputs"]["parameters"]["feature_ids"]["taskOutputParameter"]["producerTask"] == loop_comp.removeprefix(
+        "comp-")
+    extract_gpus = pipeline_spec["deploymentSpec"]["executors"]["exec-extract"]["container"]["resources"]["accelerator"]
+    assert extract_gpus["resourceCount"] == "1"  # each shard on its own GPU
 
 
 def test_gpu_placement_only_on_gpu_steps(compiled):

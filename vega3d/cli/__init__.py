@@ -20,6 +20,7 @@ from vega3d.cli.data import app as data_app
 from vega3d.cli.eval import eval_command
 from vega3d.cli.extract import extract_command
 from vega3d.cli.pipeline import app as pipeline_app
+from vega3d.cli.plan import plan_command
 from vega3d.cli.serve import serve_command
 from vega3d.cli.train import train_command
 from vega3d.cli.view import view_command, visualize_app
@@ -76,6 +77,7 @@ app.command("ask")(ask_command)
 app.command("serve")(serve_command)
 app.command("view")(view_command)
 app.add_typer(visualize_app, name="visualize")
+app.command("plan")(plan_command)
 
 
 def main() -> None:

@@ -4,7 +4,9 @@ For each scene of the chosen splits and each frame-sampling strategy, the frame 
 ``vega3d.data.sampling.sample_frame_ids`` (budget ``data.frames_upbound``); identical lists are extracted
 once. A key that already holds a valid file is skipped; a corrupted one is re-extracted. Scenes are split
 across processes by ``shard_index`` / ``num_shards`` (scene i goes to shard i mod num_shards), and
-``run_workers`` launches N such processes on one machine.
+``run_workers`` launches N such processes on one machine. The pipeline fans the extract step out over
+``shard_indices(n)`` (one GPU each, one content-addressed store: a file's bytes depend only on its key, so any
+sharding writes the same files) and joins the shards' feature ids with ``merge_feature_ids``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ def feature_spec(encoder: GenerativeEncoder, cfg: Vega3DConfig) -> FeatureSpec:
     )
 
 
+def shard_scenes(layout: DataLayout, splits: Sequence[str], shard_index: int = 0, num_shards: int = 1) -> list[str]:
+    """The scenes of one extract shard: every ``num_shards``-th of the sorted scenes of ``splits``."""
+    return split_scenes(layout, splits)[shard_index::num_shards]
+
+
 def split_scenes(layout: DataLayout, splits: Sequence[str]) -> list[str]:
     """Sorted unique scenes listed in ``metadata/scannetv2_<split>.txt`` of the given splits."""
     scenes: set[str] = set()
@@ -106,7 +113,7 @@ def extract_features(
     store = FeatureStore(store_uri)
     spec = feature_spec(encoder, cfg)
     store.write_manifest(spec)
-    scenes = split_scenes(layout, splits)[shard_index::num_shards]
+    scenes = shard_scenes(layout, splits, shard_index, num_shards)
     summary = ExtractSummary(feature_id=spec.feature_id, uri=store_uri)
     start = time.perf_counter()
     bar = progress_bar(scenes, desc=f"extract {spec.feature_id} [{shard_index}/{num_shards}]", unit="scene",
@@ -130,6 +137,23 @@ def extract_features(
     logger.info("%s: %d scenes, %d written, %d skipped in %.1fs", spec.feature_id, summary.scenes,
                 summary.written, summary.skipped, summary.seconds)
     return summary
+
+
+def shard_indices(num_shards: int) -> list[int]:
+    """The shards of an extraction fanned out over ``num_shards`` processes or GPUs: [0, ..., num_shards - 1]."""
+    if num_shards < 1:
+        raise ValueError(f"extraction needs at least one shard, got num_shards={num_shards}")
+    return list(range(num_shards))
+
+
+def merge_feature_ids(feature_ids: Sequence[str]) -> str:
+    """The one feature id the shards of an extraction wrote; fails naming them when they differ (the shards then
+    ran different configurations or weights) or when there is none."""
+    distinct = sorted(set(feature_ids))
+    if len(distinct) != 1:
+        raise ValueError(f"extract shards returned feature ids {distinct}; expected exactly one (same config and "
+                         "weights on every shard)")
+    return distinct[0]
 
 
 def resolve_device(device: str) -> torch.device:

@@ -120,8 +120,6 @@ class FeatureStore:
 
     def put(self, key: str, tensor: torch.Tensor, scene: str, frame_ids: Sequence[int]) -> None:
         """Write features [V, C, g, g] atomically with their key, frame ids and checksum."""
-        from safetensors.torch import save
-
         tensor = tensor.detach().contiguous().cpu()
         if tensor.ndim != 4 or tensor.shape[0] != len(frame_ids):
             raise FeatureStoreError(f"{key}: features must be [V={len(frame_ids)}, C, g, g], got {tuple(tensor.shape)}")
@@ -133,7 +131,7 @@ class FeatureStore:
             "dtype": str(tensor.dtype).removeprefix("torch."),
             "checksum": tensor_checksum(tensor),
         }
-        storage.write_bytes(self.path(key), save({FEATURES: tensor}, metadata=metadata))
+        storage.write_bytes(self.path(key), safetensors_bytes(FEATURES, tensor, metadata))
 
     def load(self, key: str) -> tuple[torch.Tensor, dict[str, str]]:
         """(features, metadata) of a key; FeatureStoreError when missing, unreadable or corrupted."""
@@ -176,6 +174,24 @@ class FeatureStore:
                 if name.endswith(".safetensors") and not name.startswith("."):
                     keys.append(f"{feature_id}/{scene}/{name[: -len('.safetensors')]}")
         return keys
+
+
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def safetensors_bytes(name: str, tensor: torch.Tensor, metadata: dict[str, str]) -> bytes:
+    """One tensor + string metadata in the safetensors format, the same bytes for the same content.
+
+    (safetensors' own ``save`` writes the metadata in hash-map order, which changes between processes; sorted
+    keys make a file depend only on its content, so any sharding of an extraction writes identical files.)
+    """
+    if tensor.dtype not in SAFETENSORS_DTYPES:
+        raise FeatureStoreError(f"features must be one of {sorted(map(str, SAFETENSORS_DTYPES))}, got {tensor.dtype}")
+    data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
+    entry = {"dtype": SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [0, len(data)]}
+    header = json.dumps({"__metadata__": dict(sorted(metadata.items())), name: entry}, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format aligns the data to 8 bytes
+    return struct.pack("<Q", len(header)) + header + data
 
 
 def safetensors_metadata(raw: bytes) -> dict[str, str]:

@@ -24,7 +24,7 @@ from transformers.utils import ModelOutput
 
 from vega3d.model.configuration import IGNORE_INDEX, Vega3DConfigHF
 from vega3d.model.fusion import WeightedFusion, build_fusion, frames_multiplier, uses_context
-from vega3d.model.grounding import InfoNCEGroundHead, infonce_loss, object_features
+from vega3d.model.grounding import InfoNCEGroundHead, batch_ground_scores, infonce_loss
 from vega3d.model.position_encoding import Sin3DPositionEncoding, encode_positions
 
 
@@ -276,19 +276,27 @@ class Vega3DModel(Vega3DPreTrainedModel):
         generative_features: list[torch.Tensor] | None,
         contexts: list[torch.Tensor] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """-> (visual tokens per sample [T_i, d], E per sample [V_i, P*P, d]); one tower call for all frames."""
-        counts = [p.shape[0] for p in pixel_values]
+        """-> (visual tokens per sample [T_i, d], E per sample [V_i, P*P, d]); one tower call for all frames.
+
+        Samples whose inputs are the same tensor objects (an evaluation batch of one scene) are encoded once
+        and share the result objects (the grounding head groups them by identity, see ``batch_ground_scores``).
+        """
         for i, (p, w, v) in enumerate(zip(pixel_values, world_coords, coord_valid, strict=True)):
             if w.shape[:3] != (p.shape[0], p.shape[2], p.shape[3]) or v.shape != w.shape[:3]:
                 raise ValueError(f"sample {i}: world_coords {list(w.shape)} / coord_valid {list(v.shape)} do not "
                                  f"match pixel_values {list(p.shape)}")
-        patch_features = self.encode_frames(torch.cat(pixel_values)).split(counts)  # [V_i, P*P, d] each
-        visual = []
-        for i, feats in enumerate(patch_features):
-            gen = generative_features[i] if generative_features is not None else None
-            context = contexts[i] if contexts is not None else None
-            visual.append(self.visual_tokens(feats, world_coords[i], coord_valid[i], gen, context))
-        return visual, list(patch_features)
+        gens = generative_features if generative_features is not None else [None] * len(pixel_values)
+        ctxs = contexts if contexts is not None else [None] * len(pixel_values)
+        keys = [tuple(map(id, inputs))
+                for inputs in zip(pixel_values, world_coords, coord_valid, gens, ctxs, strict=True)]
+        unique = list(dict.fromkeys(keys))  # first occurrence order
+        firsts = [keys.index(key) for key in unique]
+        encoded = self.encode_frames(torch.cat([pixel_values[i] for i in firsts]))
+        patch_features = encoded.split([pixel_values[i].shape[0] for i in firsts])  # [V_i, P*P, d] each
+        visual = [self.visual_tokens(feats, world_coords[i], coord_valid[i], gens[i], ctxs[i])
+                  for feats, i in zip(patch_features, firsts, strict=True)]
+        slot = [unique.index(key) for key in keys]
+        return [visual[u] for u in slot], [patch_features[u] for u in slot]
 
     # ----------------------------------------------------------------- forward
     def forward(
@@ -342,24 +350,29 @@ class Vega3DModel(Vega3DPreTrainedModel):
                 sample_losses = sample_losses.index_add(0, rows, token_losses.detach()) / counts
 
         scores: list[torch.Tensor | None] = [None] * batch
-        ground_losses = []
-        for i in range(batch):
-            if not grounding[i]:
-                continue
-            boxes = proposals[i].to(hidden.device)
-            objects = object_features(
-                patch_features[i], world_coords[i], coord_valid[i], boxes, self.config.vision_config.patch_size,
+        ground_loss = None
+        rows = [i for i in range(batch) if grounding[i]]
+        if rows:  # every grounding sample of the batch at once (vega3d.model.grounding.batch_ground_scores)
+            at = torch.tensor([seq.ground_positions[i] for i in rows], device=hidden.device)
+            padded, real = batch_ground_scores(
+                self.ground_head, [patch_features[i] for i in rows], [world_coords[i] for i in rows],
+                [coord_valid[i] for i in rows], [proposals[i].to(hidden.device) for i in rows],
+                hidden[torch.tensor(rows, device=hidden.device), at], self.config.vision_config.patch_size,
                 discrete=self.config.position_encoding != "avg-sin3d", margin=self.config.ground_box_margin,
-            )  # [K, d]
-            scores[i] = self.ground_head(objects, hidden[i, seq.ground_positions[i]])  # [K + 1]
-            if ground_positives is not None and ground_positives[i] is not None:
-                ground_losses.append(infonce_loss(scores[i], ground_positives[i].to(hidden.device),
-                                                  self.config.ground_temperature))
-                sample_losses[i] = ground_losses[-1].detach()
-        ground_loss = torch.stack(ground_losses).mean() if ground_losses else None
+            )  # [G, K_max + 1], [G, K_max]
+            for g, i in enumerate(rows):
+                scores[i] = torch.cat([padded[g, : proposals[i].shape[0]], padded[g, -1:]])  # [K_i + 1]
+            trained = [g for g, i in enumerate(rows) if ground_positives is not None and ground_positives[i] is not None]
+            if trained:
+                positives = nn.utils.rnn.pad_sequence(
+                    [ground_positives[rows[g]].to(hidden.device).bool() for g in trained], batch_first=True)
+                losses = infonce_loss(padded[trained], F.pad(positives, (0, real.shape[1] - positives.shape[1])),
+                                      self.config.ground_temperature, real[trained])  # [G']
+                sample_losses[[rows[g] for g in trained]] = losses.detach()
+                ground_loss = losses.mean()
 
         loss = None
-        if labels is not None or ground_losses:
+        if labels is not None or ground_loss is not None:
             parts = [x for x in (lm_loss, ground_loss) if x is not None]
             loss = sum(parts) if parts else hidden.sum() * 0.0  # keeps the graph when nothing is supervised
         return Vega3DOutput(
