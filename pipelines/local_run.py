@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import vega3d_pipeline
+from pipelines.runners import make_runner, step_images
 from pipelines.vega3d_pipeline import build_pipeline
 
 
@@ -35,8 +37,12 @@ def run_local(
     enable_caching: bool = False,
     cached_steps: Iterable[str] = (),
     run_id: str | None = None,
+    runner: str = "subprocess",
 ) -> LocalRun:
-    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran)."""
+    """Run the pipeline once; raises RuntimeError when the pipeline fails (after its exit handler ran).
+
+    ``runner``: ``subprocess`` or ``docker`` (every step in the CPU image, see ``pipelines.runners``).
+    """
     from kfp import local
 
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
@@ -45,7 +51,7 @@ def run_local(
     # Steps find the MLflow parent run by this key (in the cluster it comes from the pod's run-id label).
     os.environ["VEGA3D_PIPELINE_RUN_ID"] = run_id
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=make_runner(runner, pipeline_root),
         pipeline_root=str(pipeline_root),
         enable_caching=enable_caching,
         raise_on_error=True,
@@ -54,7 +60,8 @@ def run_local(
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     before = set(pipeline_root.iterdir())
     try:
-        build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
+        with step_images(runner, vega3d_pipeline):  # docker: every step in the CPU image built here
+            build_pipeline(cached_steps, local=True)(**{**params, "run_id": run_id})
     except RuntimeError as error:
         raise RuntimeError(f"pipeline run {run_id} failed: {error}") from error
     new_dirs = sorted(set(pipeline_root.iterdir()) - before)

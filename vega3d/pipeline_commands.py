@@ -62,11 +62,12 @@ def run_command(
         Path, typer.Option(help="Local folder for kfp's step outputs (kfp.local cannot use s3:// here).")
     ] = Path(".demo/kfp"),
     cache: CacheOption = None,
+    runner: Annotated[str, typer.Option(help="subprocess, or docker: every step in the vega3d-cpu image (make images).")] = "subprocess",
 ) -> None:
-    """Run the whole pipeline on this machine through kfp.local.SubprocessRunner."""
+    """Run the whole pipeline on this machine through kfp.local (SubprocessRunner, or DockerRunner with --runner docker)."""
     from pipelines.local_run import run_local
 
-    result = run_local(parse_params(param or []), pipeline_root, enable_caching=bool(cache), cached_steps=cache or [])
+    result = run_local(parse_params(param or []), pipeline_root, enable_caching=bool(cache), cached_steps=cache or [], runner=runner)
     typer.echo(f"run {result.run_id}: {len(result.executed)} tasks executed ({', '.join(result.executed)}); "
                f"step outputs under {result.run_dir}")
 

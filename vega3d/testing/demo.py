@@ -3,7 +3,8 @@
 1. start SeaweedFS (S3) and an MLflow server (SQL backend, artifacts proxied to S3) on loopback;
 2. synthesise ScanNet-layout scenes with the five benchmarks, write tiny random checkpoints in the real
    formats (LLaVA-Video layout, Wan2.1 diffusers layout) and upload the data root to the bucket;
-3. run the Kubeflow pipeline through ``kfp.local.SubprocessRunner(use_venv=False)``;
+3. run the Kubeflow pipeline through ``kfp.local.SubprocessRunner(use_venv=False)`` (``--containers``: every
+   step in the vega3d-cpu image through ``kfp.local.DockerRunner``, see ``pipelines.runners``);
 4. print the benchmark table and the MLflow URL, then stop the services (``keep`` leaves them running).
 """
 
@@ -90,8 +91,8 @@ def upload_data_root(data_local: Path, data_uri: str) -> int:
     return staging.stage_up(data_local, data_uri, [p for p in DATA_SUBPATHS if (data_local / p).exists()])
 
 
-def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> DemoResult:
-    """Run the demo end to end (see the module docstring)."""
+def run_demo(workdir: Path, keep: bool = False, params: dict | None = None, runner: str = "subprocess") -> DemoResult:
+    """Run the demo end to end (see the module docstring); ``runner``: subprocess or docker (pipelines.runners)."""
     from pipelines.local_run import run_local
     from vega3d.testing.services import local_services
 
@@ -109,7 +110,7 @@ def run_demo(workdir: Path, keep: bool = False, params: dict | None = None) -> D
         logger.info("uploaded %d files to %s", uploaded, data_uri)
         run_params = {**params, "storage_root": services.s3.uri(), "data_uri": data_uri,
                       "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}
-        result = run_local(run_params, workdir / "kfp")
+        result = run_local(run_params, workdir / "kfp", runner=runner)
         cfg = resolve_run_config(
             params["preset"], demo_overrides(params), run_params["storage_root"], data_uri, services.mlflow.url,
             DEMO_EXPERIMENT,
@@ -139,6 +140,7 @@ def demo_command(
     keep: Annotated[bool, typer.Option("--keep", help="Leave SeaweedFS and MLflow running to browse the runs.")] = False,
     stop: Annotated[bool, typer.Option("--stop", help="Only stop services an earlier `--keep` left running.")] = False,
     max_steps: Annotated[int, typer.Option(help="Optimiser steps of the tiny training run.")] = DEMO_PARAMS["max_steps"],
+    containers: Annotated[bool, typer.Option("--containers", help="Run every step in the vega3d-cpu image (make images).")] = False,
 ) -> None:
     """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
     from vega3d.testing.services import stop_recorded_services
@@ -148,7 +150,7 @@ def demo_command(
         typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run_demo(workdir, keep=keep, params={"max_steps": max_steps})
+    result = run_demo(workdir, keep=keep, params={"max_steps": max_steps}, runner="docker" if containers else "subprocess")
     typer.echo("\n" + result.report_markdown)
     typer.echo(f"MLflow: {result.mlflow_url}  (this run: {result.parent_run_url})")
     if keep:
