@@ -3,7 +3,8 @@
 #   images/build.sh [cpu] [cuda]      default: both; prints each build's time and the images' sizes
 # Each image is built on its production base (the ARG defaults of its Dockerfile) when the daemon has it or can
 # pull it; otherwise on a Debian base made here with mmdebstrap (images/base.sh), and for CUDA with torch and
-# its CUDA libraries from the package index and DeepSpeed's ops compiled on first use (OPS=jit, no flash-attn).
+# its CUDA libraries from the package index, no prebuilt DeepSpeed ops and no flash-attn (OPS=jit: enough to
+# check the image's imports, not to train on GPUs; build on the PyTorch devel image for that).
 # Environment:
 #   VEGA3D_CA_BUNDLE   CA bundle (PEM) pip must trust inside the build (default: this machine's system bundle)
 #   VEGA3D_TORCH_WHEEL_DIR   folder holding torch-<version>+cpu-*.whl (default: pip's configured find-links)

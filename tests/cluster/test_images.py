@@ -70,7 +70,7 @@ def test_hadolint_does_find_a_bad_dockerfile(tmp_path):
 def test_cpu_image_pins():
     instructions = _instructions("Dockerfile.cpu")
     froms = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert froms == ["${BASE_IMAGE}"]
+    assert froms == ["${BASE_IMAGE} AS torch", "torch AS deepspeed-ops", "torch"]
     args = _args("Dockerfile.cpu")
     assert args["BASE_IMAGE"] == "python:3.11.14-slim-bookworm"  # production default; images/base.sh otherwise
     assert args["TORCH_VERSION"] == "2.13.0"
@@ -82,6 +82,9 @@ def test_cpu_image_pins():
     assert "openjdk-17-jre-headless=17.0.*" in runs
     # The same image serves MLflow in manifests/: it needs the Postgres driver of the mlflow-server extra.
     assert '"/src[all,mlflow-server]"' in runs
+    # DeepSpeed's CPU shared-memory op is compiled in the build stage: the runtime image has no compiler.
+    assert "DS_BUILD_SHM_COMM=1" in runs and "assert ops['deepspeed_shm_comm']" in runs
+    assert args["DEEPSPEED_VERSION"] == _args("Dockerfile.cuda")["DEEPSPEED_VERSION"]
     assert 'mlflow-server = ["psycopg2-binary' in (ROOT / "pyproject.toml").read_text()
 
 
@@ -114,7 +117,7 @@ def test_builds_need_no_registry_frontend_and_keep_the_pins(name):
     # step (the PyTorch CPU index, which mirrors few of our pins) and the build stage's tools do not.
     unconstrained = [c.strip() for c in installs if "-c /src/constraints.txt" not in c]
     allowed = {'pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"',
-               'pip install --no-cache-dir "ninja==1.13.2" "packaging==26.3"'}
+               'pip install --no-cache-dir "ninja==1.13.2" "packaging==26.3"'}  # build tools, pinned here
     assert set(unconstrained) <= allowed, unconstrained
     # pip trusts the optional CA secret in every step that downloads, and no certificate is copied in.
     downloading = [run for run in runs if "pip install" in run or "pip wheel" in run]
