@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import vega3d_pipeline
-from pipelines.runners import make_runner, step_images
+from pipelines.runners import check_params, make_runner, step_images
 from pipelines.vega3d_pipeline import build_pipeline
 
 
@@ -47,6 +47,7 @@ def run_local(
 
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
     pipeline_root = Path(pipeline_root).resolve()
+    check_params(runner, params, pipeline_root)  # docker: steps see only the pipeline root
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Steps find the MLflow parent run by this key (in the cluster it comes from the pod's run-id label).
     os.environ["VEGA3D_PIPELINE_RUN_ID"] = run_id

@@ -93,6 +93,20 @@ def docker_runner(pipeline_root: Path, image: str = LOCAL_IMAGE):
     )
 
 
+def check_params(kind: str, params: dict, pipeline_root: Path) -> None:
+    """Refuse, before any step runs, a local ``storage_root``/``data_uri`` that containerised steps cannot see."""
+    if kind != "docker":
+        return
+    for name in ("storage_root", "data_uri"):
+        value = str(params.get(name, ""))
+        if not value or ("://" in value and not value.startswith("file://")):
+            continue
+        folder = Path(value.removeprefix("file://")).resolve()
+        if not folder.is_relative_to(pipeline_root.resolve()):
+            raise ValueError(f"{name}={value} is a local folder outside the pipeline root {pipeline_root}: steps in "
+                             f"containers see only the pipeline root; use an s3:// URI or a folder under it")
+
+
 def make_runner(kind: str, pipeline_root: Path):
     """The kfp.local runner called ``kind`` (one of RUNNERS) for a run under ``pipeline_root``."""
     from kfp import local

@@ -5,7 +5,14 @@ from typer.testing import CliRunner
 
 from components.images import CPU_IMAGE, CUDA_IMAGE
 from pipelines import vega3d_pipeline
-from pipelines.runners import LOCAL_IMAGE, check_docker, make_runner, step_environment, step_images
+from pipelines.runners import (
+    LOCAL_IMAGE,
+    check_docker,
+    check_params,
+    make_runner,
+    step_environment,
+    step_images,
+)
 from vega3d.cli import app
 
 
@@ -42,6 +49,16 @@ def test_unknown_runner_and_missing_daemon_are_one_line_errors(tmp_path, monkeyp
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
     with pytest.raises(RuntimeError, match=rf"no Docker daemon answers at unix://{tmp_path}/no.sock .*dockerd.sh start"):
         check_docker(LOCAL_IMAGE)
+
+
+def test_docker_refuses_local_storage_outside_the_pipeline_root(tmp_path):
+    root = tmp_path / "kfp"
+    inside = {"storage_root": str(root / "store"), "data_uri": f"file://{root}/data"}
+    check_params("docker", {**inside, "mlflow_uri": "http://127.0.0.1:5000"}, root)
+    check_params("docker", {"storage_root": "s3://bucket/x", "data_uri": "s3://bucket/x/data"}, root)
+    check_params("subprocess", {"storage_root": str(tmp_path / "elsewhere")}, root)
+    with pytest.raises(ValueError, match=rf"^data_uri={tmp_path}/data is a local folder outside the pipeline root"):
+        check_params("docker", {**inside, "data_uri": str(tmp_path / "data")}, root)
 
 
 @pytest.mark.parametrize(("command", "option"), [(["pipeline", "run"], "--runner"), (["demo"], "--containers")])
