@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import vega3d_pipeline
+from pipelines.runners import check_runner_params, make_runner, step_images
 from pipelines.step_logs import ANSI, StepLogs
 from pipelines.vega3d_pipeline import build_pipeline
 from vega3d.errors import PipelineFailed
@@ -54,6 +56,7 @@ def run_local(
     cached_steps: Iterable[str] = (),
     run_id: str | None = None,
     log_dir: str | Path | None = None,
+    runner: str = "subprocess",
 ) -> LocalRun:
     """Run the pipeline once; raises ``PipelineFailed`` (a RuntimeError) when a step fails (after the exit
     handler ran).
@@ -61,18 +64,20 @@ def run_local(
     ``run_id`` plays the Kubeflow run id (the MLflow key of the run, default ``local-<hex>``); a ``run_name``
     in ``params`` only names the MLflow parent run, as in the cluster. With ``log_dir``, each step's output goes
     to its own file there and stdout gets one line per step (``pipelines.step_logs``); without it, kfp.local
-    prints everything.
+    prints everything. ``runner``: ``subprocess`` or ``docker`` (every step in the CPU image, see
+    ``pipelines.runners``).
     """
     from kfp import local
 
     check_params(params)
     run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
     pipeline_root = Path(pipeline_root).resolve()
+    check_runner_params(runner, params, pipeline_root)  # docker: steps see only the pipeline root
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Steps find the MLflow parent run by this key (in the cluster it comes from the pod's run-id label).
     os.environ["VEGA3D_PIPELINE_RUN_ID"] = run_id
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=make_runner(runner, pipeline_root),
         pipeline_root=str(pipeline_root),
         enable_caching=enable_caching,
         raise_on_error=True,
@@ -85,7 +90,8 @@ def run_local(
     # "restore" another's handler (bound to the stdout of the run), so the caller's handlers are put back here.
     handlers, level = root.handlers[:], root.level
     try:
-        with contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext():
+        with (contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext(),
+              step_images(runner, vega3d_pipeline)):  # docker: every step in the CPU image built here
             build_pipeline(cached_steps, local=True, given=params)(**params)
     except RuntimeError as error:
         failed = []

@@ -70,15 +70,21 @@ def test_hadolint_does_find_a_bad_dockerfile(tmp_path):
 def test_cpu_image_pins():
     instructions = _instructions("Dockerfile.cpu")
     froms = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert froms == ["python:3.11.14-slim-bookworm"]
+    assert froms == ["${BASE_IMAGE} AS torch", "torch AS deepspeed-ops", "torch"]
     args = _args("Dockerfile.cpu")
+    assert args["BASE_IMAGE"] == "python:3.11.14-slim-bookworm"  # production default; images/base.sh otherwise
     assert args["TORCH_VERSION"] == "2.13.0"
     assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+    assert args["TORCH_WHEELS"] == ""
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
-    assert '--index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"' in runs
+    assert 'pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"' in runs
+    assert '--find-links "/src/${TORCH_WHEELS}" "torch==${TORCH_VERSION}"' in runs
     assert "openjdk-17-jre-headless=17.0.*" in runs
     # The same image serves MLflow in manifests/: it needs the Postgres driver of the mlflow-server extra.
-    assert '"/tmp/vega3d-src[all,mlflow-server]"' in runs
+    assert '"/src[all,mlflow-server]"' in runs
+    # DeepSpeed's CPU shared-memory op is compiled in the build stage: the runtime image has no compiler.
+    assert "DS_BUILD_SHM_COMM=1" in runs and "assert ops['deepspeed_shm_comm']" in runs
+    assert args["DEEPSPEED_VERSION"] == _args("Dockerfile.cuda")["DEEPSPEED_VERSION"]
     assert 'mlflow-server = ["psycopg2-binary' in (ROOT / "pyproject.toml").read_text()
 
 
@@ -86,14 +92,37 @@ def test_cuda_image_pins():
     instructions = _instructions("Dockerfile.cuda")
     args = _args("Dockerfile.cuda")
     assert args["PYTORCH_TAG"] == "2.13.0-cuda12.6-cudnn9"
+    assert args["BUILD_IMAGE"] == "pytorch/pytorch:${PYTORCH_TAG}-devel"
+    assert args["BASE_IMAGE"] == "pytorch/pytorch:${PYTORCH_TAG}-runtime"
+    assert args["OPS"] == "compiled" and args["EXTRAS"] == "all,cuda"  # production: prebuilt ops + flash-attn
     froms = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert froms == ["pytorch/pytorch:${PYTORCH_TAG}-devel AS build", "pytorch/pytorch:${PYTORCH_TAG}-runtime"]
+    assert froms == ["${BUILD_IMAGE} AS ops-compiled", "${BASE_IMAGE} AS ops-jit", "ops-${OPS} AS ops",
+                     "${BASE_IMAGE}"]
     assert args["TORCH_VERSION"] == "2.13.0" and args["DEEPSPEED_VERSION"] == "0.19.8"
     assert args["FLASH_ATTN_VERSION"] == "2.8.3.post2"
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "DS_BUILD_FUSED_ADAM=1" in runs and "DS_BUILD_CPU_ADAM=1" in runs
     assert '"deepspeed==${DEEPSPEED_VERSION}"' in runs and '"flash-attn==${FLASH_ATTN_VERSION}"' in runs
     assert "openjdk-17-jre-headless=17.0.*" in runs
+    assert '"/src[${EXTRAS}]"' in runs
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_builds_need_no_registry_frontend_and_keep_the_pins(name):
+    text = (IMAGES / name).read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE)  # BuildKit would fetch a frontend image
+    runs = [rest for keyword, rest in _instructions(name) if keyword == "RUN"]
+    installs = [cmd for run in runs for cmd in re.split(r"&&|;|\bthen\b|\belse\b", run) if "pip install" in cmd]
+    # Every install of the package and its dependencies holds to constraints.txt; only the production torch
+    # step (the PyTorch CPU index, which mirrors few of our pins) and the build stage's tools do not.
+    unconstrained = [c.strip() for c in installs if "-c /src/constraints.txt" not in c]
+    allowed = {'pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"',
+               'pip install --no-cache-dir "ninja==1.13.2" "packaging==26.3"'}  # build tools, pinned here
+    assert set(unconstrained) <= allowed, unconstrained
+    # pip trusts the optional CA secret in every step that downloads, and no certificate is copied in.
+    downloading = [run for run in runs if "pip install" in run or "pip wheel" in run]
+    assert downloading and all("--mount=type=secret,id=ca" in run and "pip-env.sh" in run for run in downloading)
+    assert "ca-certificates" not in " ".join(rest for keyword, rest in _instructions(name) if keyword == "COPY")
 
 
 def test_pyproject_pins_match_the_images():

@@ -77,9 +77,13 @@ def run_command(
         Path, typer.Option(help="Local folder for kfp's step outputs (kfp.local cannot use s3:// here).")
     ] = Path(".demo/kfp"),
     cache: CacheOption = None,
+    runner: Annotated[
+        str, typer.Option(help="subprocess, or docker: every step in the vega3d-cpu image (make images).")
+    ] = "subprocess",
     settings: dict | None = None,
 ) -> None:
-    """Run the whole pipeline on this machine through kfp.local.SubprocessRunner."""
+    """Run the whole pipeline on this machine through kfp.local (SubprocessRunner, or DockerRunner with
+    --runner docker)."""
     from pipelines.local_run import run_local
 
     params = {"preset": preset, **parse_params(param or []), **(settings or {})}
@@ -87,7 +91,7 @@ def run_command(
                         ("mlflow_uri", tracking_uri)):
         if value:
             params[name] = value
-    result = run_local(params, pipeline_root, enable_caching=bool(cache), cached_steps=cache or [])
+    result = run_local(params, pipeline_root, enable_caching=bool(cache), cached_steps=cache or [], runner=runner)
     typer.echo(f"run {result.run_id}: {len(result.executed)} tasks executed ({', '.join(result.executed)}); "
                f"step outputs under {result.run_dir}")
 

@@ -3,7 +3,8 @@
 1. start SeaweedFS (S3) and an MLflow server (SQL backend, artifacts proxied to S3) on loopback;
 2. synthesise ScanNet-layout scenes with the five benchmarks, write tiny random checkpoints in the real
    formats (LLaVA-Video layout, Wan2.1 diffusers layout) and upload the data root to the bucket;
-3. run the Kubeflow pipeline through ``kfp.local.SubprocessRunner(use_venv=False)``;
+3. run the Kubeflow pipeline through ``kfp.local.SubprocessRunner(use_venv=False)`` (``--containers``: every
+   step in the vega3d-cpu image through ``kfp.local.DockerRunner``, see ``pipelines.runners``);
 4. print the benchmark table and the MLflow URL, then stop the services (``keep`` leaves them running).
 """
 
@@ -98,8 +99,10 @@ def run_demo(
     keep: bool = False,
     params: dict | None = None,
     say: Callable[[str], None] = logger.info,
+    runner: str = "subprocess",
 ) -> DemoResult:
-    """Run the demo end to end (see the module docstring); ``say`` gets one status line per phase and step.
+    """Run the demo end to end (see the module docstring); ``say`` gets one status line per phase and step;
+    ``runner``: subprocess or docker (``pipelines.runners``).
 
     Each pipeline step's full log goes to ``<workdir>/logs/<n>-<step>.log`` (named in its status line).
     """
@@ -123,7 +126,7 @@ def run_demo(
         run_params = {**params, "storage_root": services.s3.uri(), "data_uri": data_uri,
                       "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}
         say(f"pipeline  one line per finished step; each step's full log in {workdir / 'logs'}")
-        result = run_local(run_params, workdir / "kfp", log_dir=workdir / "logs")
+        result = run_local(run_params, workdir / "kfp", log_dir=workdir / "logs", runner=runner)
         cfg = resolve_run_config(
             params["preset"], demo_overrides(params), run_params["storage_root"], data_uri, services.mlflow.url,
             DEMO_EXPERIMENT,
@@ -155,6 +158,9 @@ def demo_command(
     max_samples: Annotated[
         int | None, typer.Option(min=1, help="Evaluate only the first N records of each benchmark (a quick look).")
     ] = None,
+    containers: Annotated[
+        bool, typer.Option("--containers", help="Run every step in the vega3d-cpu image (make images).")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
     from vega3d.testing.services import stop_recorded_services
@@ -169,7 +175,8 @@ def demo_command(
         params: dict = {"max_steps": max_steps}
         if max_samples is not None:
             params["overrides"] = [*DEMO_PARAMS["overrides"], f"eval.max_samples={max_samples}"]
-        result = run_demo(workdir, keep=keep, params=params, say=typer.echo)
+        result = run_demo(workdir, keep=keep, params=params, say=typer.echo,
+                          runner="docker" if containers else "subprocess")
     typer.echo("\n" + result.report_markdown)
     typer.echo(f"MLflow: {result.mlflow_url}  (this run: {result.parent_run_url})")
     if keep:
