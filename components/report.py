@@ -30,6 +30,6 @@ def report(
     result = stages.report(config, model.metadata["uri"], [json.loads(m) for m in task_metrics])
     with open(table.path, "w") as handle:
         handle.write(result["markdown"])
-    with open(viewer.path, "wb") as handle:  # issue 20: the viewer written beside report.md
+    with open(viewer.path, "wb") as handle:  # the viewer written beside report.md
         handle.write(storage.read_bytes(result["viewer_uri"]))
     return json.dumps(result["gate"], sort_keys=True)

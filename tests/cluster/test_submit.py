@@ -184,7 +184,7 @@ def test_submit_command_prints_the_run_url(tmp_path, monkeypatch):
                                       "--run-name", "r1", "-p", "preset=wan_t2v", "-p", "num_gpus=8", "--wait"],
                                 env={"KFP_TOKEN": "t", "MLFLOW_TRACKING_URI": ""})
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["https://kfp.example.com/#/runs/details/run-42", "run run-42 succeeded"]
+    assert result.stdout.splitlines() == ["https://kfp.example.com/#/runs/details/run-42", "run run-42 succeeded"]
     (client,) = clients
     assert client.kwargs == {"host": "https://kfp.example.com", "token": "t"}
     assert client.created["arguments"] == {"preset": "wan_t2v", "num_gpus": 8}

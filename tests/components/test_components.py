@@ -40,7 +40,9 @@ def _setup(tmp_path, settings=None, overrides=(), mlflow_uri="", experiment="x",
         preset="tiny", settings=settings or {}, overrides=list(overrides), storage_root=str(tmp_path / "store"),
         data_uri=str(tmp_path / "data"), mlflow_uri=mlflow_uri, experiment=experiment, run_name=run_name,
         job_id="kfp-job-1", config_file=config_file,
+        memory_plan=dsl.Markdown(name="memory_plan", uri=str(tmp_path / "setup" / "memory_plan")),
     )
+    assert "GPU(s)" in (tmp_path / "setup" / "memory_plan").read_text()  # the plan's line for the UI
     return config, parent, config_file
 
 
@@ -75,19 +77,6 @@ def test_setup_run_refuses_a_bad_setting_by_name(tmp_path):
         _setup(tmp_path, {"fusion": "glue"})
 
 
-def test_report_without_tracking_writes_the_table_and_no_gate(tmp_path):
-    config, _, _ = _setup(tmp_path)
-    model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={"uri": "s3://b/runs/x/train/model"})
-    table = dsl.Markdown(name="table", uri=str(tmp_path / "table"))
-    metrics = [json.dumps({"task": "scanqa", "em": 12.5, "cider": 70.0}), json.dumps({"task": "sqa3d", "em": 40.0})]
-    gate = json.loads(report.python_func(config=config, model=model, task_metrics=metrics, table=table))
-    cfg = config_from_yaml(config)
-    assert gate == {"promoted": False, "version": None, "report_uri": storage.join(cfg.eval.output_uri, "report.md")}
-    markdown = (tmp_path / "table").read_text()
-    assert markdown == storage.read_text(gate["report_uri"])
-    assert "| ours | - | - | - | - | - | - | 70.0 | 12.5 | 40.0 |" in markdown.splitlines()
-
-
 @pytest.mark.integration
 def test_setup_and_finalize_key_the_parent_run_by_the_kubeflow_run(tmp_path, mlflow_server, monkeypatch):
     experiment = f"comp-{uuid.uuid4().hex[:6]}"
@@ -116,6 +105,7 @@ def prepared(tiny_root, tmp_path_factory):
         preset="tiny", settings={}, overrides=[*FAST, "generative.mode=offline"], storage_root=str(tmp / "store"),
         data_uri=str(tiny_root), mlflow_uri="", experiment="x", run_name="", job_id="j",
         config_file=dsl.Artifact(name="c", uri=str(tmp / "config")),
+        memory_plan=dsl.Markdown(name="m", uri=str(tmp / "memory_plan")),
     )
     data = dsl.Dataset(name="data", uri=str(tmp / "data-artifact"))
     summary = dsl.Metrics(name="summary", uri=str(tmp / "summary"))
@@ -161,3 +151,17 @@ def test_extract_train_and_evaluate_components(prepared):
     saved = yaml.safe_load(storage.read_text(storage.join(config_from_yaml(config).eval.output_uri, "scanqa",
                                                           "metrics.json")))
     assert saved["em"] == pytest.approx(result["em"])
+
+    # report: the table, the viewer of the evaluated records and no gate (tracking is off)
+    table = dsl.Markdown(name="table", uri=str(tmp / "table"))
+    viewer = dsl.HTML(name="viewer", uri=str(tmp / "viewer.html"))
+    gate = json.loads(report.python_func(config=config, model=model, task_metrics=[json.dumps(result)], table=table,
+                                         viewer=viewer))
+    cfg = config_from_yaml(config)
+    assert gate == {"promoted": False, "version": None, "report_uri": storage.join(cfg.eval.output_uri, "report.md")}
+    markdown = (tmp / "table").read_text()
+    assert markdown == storage.read_text(gate["report_uri"])
+    assert f"| {result['cider']:.1f} | {result['em']:.1f} |" in markdown
+    page = (tmp / "viewer.html").read_bytes()  # the Kubeflow HTML artifact is the viewer beside report.md
+    assert page.startswith(b"<!DOCTYPE html>")
+    assert page == storage.read_bytes(storage.join(cfg.eval.output_uri, "viewer.html"))

@@ -85,8 +85,8 @@ def test_bad_preset_yaml_names_file_line_and_column(tmp_path):
     preset.write_text("model:\n  fusion: [token_gated\n")
     code, lines = _run("train", "--preset", str(preset))
     assert code == 2
-    assert lines[0] == (f"error: preset {preset}: not valid YAML at line 3, column 1 "
-                        "(expected ',' or ']', but got '<stream end>')")
+    assert lines[0] == (f"error: {preset}: not valid YAML at line 3, column 1 "
+                        "(expected ',' or ']', but got '<stream end>'); fix the file")
     assert len(lines) == 2
 
 

@@ -56,9 +56,10 @@ def test_new_setting_is_applied_by_setup_run(patched_copy, tmp_path):
     code = (
         "import sys, yaml; from components.setup_run import setup_run\n"
         "class Out: path = sys.argv[1]\n"
+        "class Plan: path = sys.argv[1] + '.plan.md'\n"
         "config, parent = setup_run.python_func(preset='tiny', settings={'seed': '7', 'fusion': None}, overrides=[],"
         " storage_root=sys.argv[2], data_uri=sys.argv[2] + '/data', mlflow_uri='', experiment='x', run_name='',"
-        " job_id='j', config_file=Out())\n"
+        " job_id='j', config_file=Out(), memory_plan=Plan())\n"
         "print(yaml.safe_load(config)['train']['seed'], repr(parent))"
     )
     assert _python(patched_copy, code, str(tmp_path / "config.yaml"), str(tmp_path)).split() == ["7", "''"]

@@ -31,7 +31,7 @@ def listening_addresses(pid: int) -> set[str]:
     return {
         conn.laddr.ip
         for proc in processes
-        for conn in proc.net_connections(kind="inet")
+        for conn in getattr(proc, "net_connections", proc.connections)(kind="inet")  # psutil < 6: connections()
         if conn.status == psutil.CONN_LISTEN
     }
 

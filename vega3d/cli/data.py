@@ -77,7 +77,8 @@ def check(
                                frame_lists=frame_lists)
     excluded = sum(len(f.excluded) for f in frame_lists.values())
     typer.echo(f"{excluded} invalid frame(s) would be excluded; "
-               + ("every frame was decoded" if deep else "image bodies were not decoded (use --deep)"))
+               + ("every frame was decoded" if deep else "image bodies were not decoded (use --deep)"),
+               err=fmt == ReportFormat.json)  # stdout holds only the JSON report then
     if problems:
         render_problems(problems, fmt)
         raise typer.Exit(1)

@@ -7,8 +7,7 @@
   same command trains in-process as that rank.
 - A single process still needs the torch.distributed variables: :func:`ensure_process_env` sets ``RANK=0``,
   ``WORLD_SIZE=1``, ``LOCAL_RANK=0``, ``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT``.
-- A one-process world never listens beyond loopback: :func:`init_single_process_group` uses an in-memory
-  store (torch's env:// rendezvous would bind its TCP store on every interface) and loopback for gloo/NCCL.
+- A one-process world never listens beyond loopback (``vega3d.train.trainer.init_single_process_group``).
 - ``TORCH_EXTENSIONS_DIR`` defaults to ``.cache/torch_extensions`` so DeepSpeed's ops compile once.
 """
 
@@ -52,15 +51,6 @@ def ensure_process_env() -> None:
         return
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
-
-
-def init_single_process_group(backend: str) -> None:
-    """Initialise torch.distributed for a world of one without any socket beyond loopback."""
-    import torch.distributed as dist
-
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
-    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
 def torchrun_command(nproc: int, config_path: str, result_path: str, parent_run_id: str | None) -> list[str]:

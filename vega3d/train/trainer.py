@@ -184,6 +184,16 @@ def publish_folder(local: str, uri: str) -> None:
     os.replace(local, uri)
 
 
+def init_single_process_group(backend: str) -> None:
+    """Initialise torch.distributed for a world of one without any socket beyond loopback: an in-memory store
+    (torch's env:// rendezvous would bind its TCP store on every interface) and loopback for gloo/NCCL."""
+    import torch.distributed as dist
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
+    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+
+
 class Trainer:
     """Trains ``model`` on ``dataset`` (which exposes ``tasks``: the task of every sample) with DeepSpeed."""
 
@@ -215,8 +225,6 @@ class Trainer:
             torch.cuda.set_device(self.local_rank)
         backend = "nccl" if self.on_gpu else "gloo"
         if not dist.is_initialized() and self.world_size == 1:  # one process: no rendezvous beyond loopback
-            from vega3d.train.launch import init_single_process_group
-
             init_single_process_group(backend)
         if not dist.is_initialized():
             deepspeed.init_distributed(dist_backend=backend)
