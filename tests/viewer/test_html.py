@@ -78,3 +78,18 @@ def test_view_command_writes_the_file_and_reports_counts(viewer_root, eval_outpu
     assert f"viewer: {target}" in result.output and "scanrefer 4" in result.output
     missing = CliRunner().invoke(app, ["view", "--data-root", str(viewer_root), "--eval", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "predictions.jsonl" in missing.output
+
+
+def test_eval_all_writes_the_viewer_beside_the_report(viewer_root, eval_output, tmp_path):
+    from typer.testing import CliRunner
+
+    from vega3d.cli import app
+
+    out, counts, _ = eval_output
+    scored = tmp_path / "scored"
+    result = CliRunner().invoke(app, ["eval", "all", "--data-root", str(viewer_root), "--predictions", str(out),
+                                      "--output", str(scored), "--no-meteor"])
+    assert result.exit_code == 0, result.output
+    assert f"viewer: {scored / 'viewer.html'}" in result.output
+    items = embedded_data((scored / "viewer.html").read_text())["items"]
+    assert len(items) == sum(counts.values())  # every scored record, as `vega3d view` shows them

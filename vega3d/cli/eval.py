@@ -121,3 +121,8 @@ def eval_command(
         target = storage.join(cfg.eval.output_uri, "report.md")
         storage.write_text(target, report.format_markdown(ours, name=cfg.preset))
         typer.echo(f"report: {target}")
+        if not storage.is_remote(cfg.data.root) and (Path(cfg.data.root) / "scannet").is_dir():
+            from vega3d.viewer.report import write_eval_viewer
+
+            viewer_uri, _ = write_eval_viewer(cfg, cfg.data.root, list(ours), predictions)
+            typer.echo(f"viewer: {viewer_uri}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from vega3d import staging, storage
 
@@ -41,25 +43,35 @@ class RunPictures:
         return "\n".join(lines) + "\n"
 
 
+def write_eval_viewer(cfg, data_dir: str | Path, tasks: list[str], predictions_uri: str | None = None
+                      ) -> tuple[str, Any]:
+    """Write the viewer of an evaluation (``tasks``' ``<task>/predictions.jsonl`` under ``predictions_uri``,
+    default ``cfg.eval.output_uri``; the scenes of the local data root ``data_dir``) to
+    ``<eval.output_uri>/viewer.html``; returns its URI and summary."""
+    from vega3d.evaluation.tasks import ScoreSettings
+    from vega3d.viewer.html import write_viewer
+
+    settings = ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,
+                             ground_temperature=cfg.model.ground_temperature, caption_iou=cfg.eval.caption_iou,
+                             meteor=False)
+    target = storage.join(cfg.eval.output_uri, VIEWER_FILE)
+    summary = write_viewer(data_dir, predictions_uri or cfg.eval.output_uri, target, tasks, settings,
+                           title=f"vega3d {cfg.preset}: {cfg.eval.output_uri}", max_samples=cfg.eval.max_samples)
+    return target, summary
+
+
 def write_run_pictures(cfg) -> RunPictures:
     """Write the viewer of ``cfg.eval.output_uri`` and the curves of ``cfg.train.output_uri`` beside the report.
 
     The viewer needs predictions of at least one task; the curves need ``train_history.json`` (a missing one
     costs a warning, not the report).
     """
-    from vega3d.evaluation.tasks import ScoreSettings
     from vega3d.train.trainer import HISTORY_FILE
     from vega3d.viewer.curves import curves_png
-    from vega3d.viewer.html import write_viewer
 
     pictures = RunPictures()
     data_dir = staging.stage_down(cfg.data.root, subpaths=VIEWER_DATA)
-    settings = ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,
-                             ground_temperature=cfg.model.ground_temperature, caption_iou=cfg.eval.caption_iou,
-                             meteor=False)
-    target = storage.join(cfg.eval.output_uri, VIEWER_FILE)
-    summary = write_viewer(data_dir, cfg.eval.output_uri, target, list(cfg.eval.tasks), settings,
-                           title=f"vega3d {cfg.preset}: {cfg.eval.output_uri}", max_samples=cfg.eval.max_samples)
+    target, summary = write_eval_viewer(cfg, data_dir, list(cfg.eval.tasks))
     pictures.viewer_uri, pictures.records, pictures.incorrect = target, summary.records, summary.incorrect
     history_uri = storage.join(cfg.train.output_uri, HISTORY_FILE)
     if storage.exists(history_uri):
