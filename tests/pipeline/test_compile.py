@@ -122,7 +122,7 @@ def test_unknown_cached_step_is_refused():
 def test_every_parameter_has_a_description_and_no_placeholder_default(compiled):
     pipeline_spec, _ = compiled
     params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-    assert len(params) == 25
+    assert len(params) == 27  # 11 settings + 16 run parameters (vega3d.params)
     for name, spec in params.items():
         assert spec.get("description", "").strip(), name
         assert spec.get("defaultValue") not in (-1, -1.0), name  # no sentinels: optional settings instead
