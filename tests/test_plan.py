@@ -117,8 +117,8 @@ def test_setup_run_writes_the_memory_plan_markdown_for_the_ui():
     outputs = setup_run.component_spec.outputs
     assert outputs["memory_plan"].type == "system.Markdown@0.0.1"
     assert setup_run.component_spec.inputs["gpu_memory_gib"].default == 80.0
-    no_ckpt = config_to_yaml(load_config("paper", ["model.gradient_checkpointing=false"]))
-    text = run_memory_markdown(no_ckpt, 8, 1, 80.0)
+    no_ckpt = config_to_yaml(load_config("paper", ["model.gradient_checkpointing=false", "train.nproc=8"]))
+    text = run_memory_markdown(no_ckpt, 1, 80.0)  # GPUs per node: the config's train.nproc
     assert text.startswith("## Warning") and "`ZeRO-3` needs about" in text and "| **total** |" in text
-    assert run_memory_markdown(config_to_yaml(load_config("paper")), 8, 1, 80.0) == (
+    assert run_memory_markdown(config_to_yaml(load_config("paper", ["train.nproc=8"])), 1, 80.0) == (
         "`ZeRO-3 + ckpt` fits 1 node(s) x 8 GPU(s) of 80 GiB (`vega3d plan` for the details).")
