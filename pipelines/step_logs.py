@@ -26,6 +26,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([^']+)'")
 FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 SEPARATOR = re.compile(r"^-{20,}$")
+# The executor writes its output file only after the step's function returned (kfp.dsl.executor).
+WROTE_OUTPUT = re.compile(r"Wrote executor output file")
 # An evaluation step names its benchmark in its first log line ("evaluate: benchmark scanqa", vega3d.stages)
 # and in its output ('{"task": "scanqa", ...}').
 BENCHMARK = re.compile(r'evaluate: benchmark (\w+)|\\?"task\\?": \\?"(\w+)')
@@ -40,6 +42,7 @@ class _Step:
     status: str | None = None
     seconds: float = 0.0
     detail: str = ""
+    wrote_output: bool = False
 
 
 class StepLogs(io.TextIOBase):
@@ -85,6 +88,8 @@ class StepLogs(io.TextIOBase):
         target.write(line + "\n")
         if step is None:
             return
+        if WROTE_OUTPUT.search(plain):
+            step.wrote_output = True
         finished = FINISHED.search(plain)
         if finished and finished.group(1) == step.task:
             step.status, step.seconds = finished.group(2), time.perf_counter() - step.started
@@ -99,8 +104,11 @@ class StepLogs(io.TextIOBase):
         if step is None:
             return
         step.handle.close()
-        if step.status is None:  # no "finished" line: the step failed and kfp raised
-            step.status, step.seconds = "FAILURE", time.perf_counter() - step.started
+        if step.status is None:  # no "finished" line in this thread's output
+            # a step whose executor wrote its output succeeded (in a ParallelFor, kfp.local may print the
+            # "finished" line from another thread); otherwise it failed and kfp raised
+            step.status = "SUCCESS" if step.wrote_output else "FAILURE"
+            step.seconds = time.perf_counter() - step.started
         self._report(step)
 
     def _report(self, step: _Step) -> None:

@@ -55,3 +55,15 @@ def test_parallel_steps_get_their_own_files_and_one_status_line_each(tmp_path):
     assert "RuntimeError: boom" in (tmp_path / "04-train.log").read_text()
     assert "\033[" not in (tmp_path / "01-prep.log").read_text()
     assert "Running pipeline: vega3d" in (tmp_path / "pipeline.log").read_text()
+
+
+def test_a_step_that_wrote_its_output_is_ok_without_its_finished_line(tmp_path):
+    """In a ParallelFor kfp.local may print a task's "finished" line from another thread (seen in the demo)."""
+    status = io.StringIO()
+    out = StepLogs(tmp_path, status)
+    _task(out, "evaluate", ["evaluate: benchmark sqa3d", "Wrote executor output file to /x/executor_output.json."],
+          None)
+    _task(out, "train", ["Traceback (most recent call last):", "RuntimeError: boom"], None)
+    out.close()
+    words = [line.split()[:3] for line in status.getvalue().splitlines()]
+    assert words == [["ok", "evaluate", "sqa3d"], ["FAILED", "train", "0.0"]]
