@@ -1,7 +1,7 @@
 """Learning, not just running: the tiny preset trained on the synthetic train scenes beats chance on val ScanQA
 and val ScanRefer.
 
-ScanQA (default synthetic size: 8 train / 3 val scenes; ``train.epochs=6``, all tasks): the model learns the answer
+ScanQA (default synthetic size: 8 train / 3 val scenes; ``train.epochs=10``, all tasks): the model learns the answer
 priors of the question types (count -> "one", colour -> a colour, "which object" -> a label), so it is held to the
 majority-answer baseline as well as to uniform chance.
 
@@ -25,7 +25,9 @@ from tests.train.test_train_tiny import ROOT, history, vega3d_train
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 6
+# Measured on this tree: 6 epochs reach 3 of 26 (11.5, below the majority answer's 4 of 26) since the grounding
+# changes of issues 14/19 altered the joint trajectory; 10 epochs reach 5 of 26 (19.2).
+EPOCHS = 10
 GROUNDING_RUN = ["data.tasks=[scanrefer]", "train.per_device_batch_size=4", "train.max_steps=2000"]
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1"}  # two intra-op threads on a shared 2-core box run ~4x slower
 
