@@ -90,7 +90,7 @@ def as_user_error(error: BaseException) -> UserError | None:
     return None
 
 
-def check_data_root(root: str, expected: Sequence[str] = ("scannet", "benchmark")) -> None:
+def require_data_root(root: str, expected: Sequence[str] = ("scannet", "benchmark")) -> None:
     """Fail with a ``DataRootError`` unless ``root`` is a local folder holding the ``expected`` sub-folders.
 
     Called before anything reads from the root, so a wrong root is reported as such (and not as the first

@@ -16,7 +16,7 @@ from vega3d.cli.options import (
     config_from_options,
     with_settings,
 )
-from vega3d.errors import check_data_root
+from vega3d.errors import require_data_root
 from vega3d.params import to_overrides
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def train_command(
         if value:
             extra.append(f"{key}={value}")
     cfg = config_from_options(preset, extra).with_paths_under_root()
-    check_data_root(cfg.data.root)  # before the checkpoints under it: a wrong root is reported as such
+    require_data_root(cfg.data.root)  # before the checkpoints under it: a wrong root is reported as such
     from vega3d.train.launch import exit_rank, inside_torchrun, launch_training
 
     if not resume and not inside_torchrun():
