@@ -27,3 +27,14 @@ def engine(loaded, tmp_path_factory):
 
     cfg, model, tokenizer = loaded
     return AskEngine(cfg, model, tokenizer, None, tmp_path_factory.mktemp("ask_stage"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(loaded, tmp_path_factory):
+    """The tiny model saved in our own format (every weight on disk: a server or CLI and the test load the same
+    model)."""
+    from vega3d.model.loading import save_model
+
+    path = tmp_path_factory.mktemp("saved") / "model"
+    save_model(loaded[1], loaded[2], path)
+    return path

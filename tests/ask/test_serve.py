@@ -26,16 +26,6 @@ MAX_BATCH, MAX_BODY = 4, 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def checkpoint(loaded, tmp_path_factory):
-    """The tiny model saved in our own format (every weight on disk: server and test load the same model)."""
-    from vega3d.model.loading import save_model
-
-    path = tmp_path_factory.mktemp("serve") / "model"
-    save_model(loaded[1], loaded[2], path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def server(checkpoint, prepared_root, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve_log") / "server.log"

@@ -3,12 +3,12 @@
     vega3d ask --scene capture/ --question "What is on the table?"
     vega3d ask --scene scans/scene0000_00/scene0000_00.sens --ground "the black chair by the window" --multiple
     vega3d ask --scene capture/ --caption-box 1.2,0.4,0.5,0.6,0.6,0.9 --checkpoint models:/vega3d@champion
+    vega3d ask --scene capture/ --ground "the lamp" --view answer.html   # and draw it
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +69,9 @@ def ask_command(
     data_root: DataRootOption = None,
     tracking_uri: TrackingOption = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write the JSON here (default: stdout).")] = None,
+    view: Annotated[str | None, typer.Option(
+        "--view", help="Also draw the answer in the 3D viewer: one self-contained HTML file (path or s3://) with "
+                       "the scene's points, the answer's boxes (red) and the candidates (grey).")] = None,
 ) -> None:
     """Answer a question about, find an object in, or caption a box of your own scan; JSON out."""
     import numpy as np
@@ -77,7 +80,6 @@ def ask_command(
     from vega3d.ask.proposals import read_boxes
     from vega3d.data.scannet import read_matrix
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     request = AskRequest(
         scene=str(scene), question=question, situation=situation, ground=ground, multiple=multiple,
         caption_box=None if caption_box is None else parse_box(caption_box, "--caption-box"),
@@ -92,6 +94,11 @@ def ask_command(
         raise typer.BadParameter(f"--scene {scene}: does not exist")
     engine = AskEngine.load(engine_config(preset, overrides, data_root), checkpoint, tracking_uri)
     (result,) = engine.ask([request])
+    if view is not None:
+        from vega3d.ask.view import write_ask_view
+
+        size = write_ask_view(engine, [request], [result], view)
+        typer.echo(f"viewer: {view} ({size / 1e6:.2f} MB)", err=True)
     text = json.dumps(result, indent=1)
     if output is None:
         typer.echo(text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +32,6 @@ def serve_command(
                                     "exit; for the InferenceService's STORAGE_URI.")] = False,
 ) -> None:
     """Serve ask's question / grounding / caption operations over KServe v1 and Open Inference Protocol v2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if print_storage_uri:
         from vega3d.ask.checkpoints import registry_source
 

@@ -128,8 +128,13 @@ def pack_items(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def render_html(items: Sequence[Mapping[str, Any]], scenes: Sequence[str], point_blocks: Sequence[np.ndarray],
-                decoders: Sequence[Mapping[str, Any]], title: str, summary: Mapping[str, Any]) -> str:
-    """The HTML text: template + gzip/base64 plotly, packed records JSON and point bytes."""
+                decoders: Sequence[Mapping[str, Any]], title: str, summary: Mapping[str, Any],
+                legend: Mapping[str, Any] | None = None) -> str:
+    """The HTML text: template + gzip/base64 plotly, packed records JSON and point bytes.
+
+    ``legend`` renames what the page shows (defaults: an evaluation's): ``gt`` and ``pred`` the two box sets,
+    ``gtColor`` the first set's colour, ``graded`` False hides correct/incorrect (``vega3d ask --view``).
+    """
     offsets, start = [], 0
     for block in point_blocks:
         offsets.append([start, len(block)])
@@ -141,6 +146,8 @@ def render_html(items: Sequence[Mapping[str, Any]], scenes: Sequence[str], point
                    for name, off, dec in zip(scenes, offsets, decoders, strict=True)],
         **pack_items(items),
     }
+    if legend is not None:
+        data["legend"] = dict(legend)
     points = np.concatenate(point_blocks).tobytes() if point_blocks else b""
     template = (importlib.resources.files("vega3d.viewer") / "template.html").read_text()
     escaped_title = title.replace("&", "&amp;").replace("<", "&lt;")
