@@ -38,12 +38,15 @@ def executed_tasks(run_dir: Path) -> list[str]:
 
 
 def check_params(params: dict) -> None:
-    """Fail in seconds, before any step starts, on an unknown parameter name or an MLflow server that is down."""
-    from vega3d.errors import check_names, check_server
+    """Fail in seconds, before any step starts, on an unknown parameter name, a given data root that is no data
+    root (``vega3d.data.root``) or an MLflow server that is down."""
+    from vega3d.errors import check_names, check_server, require_data_root
 
     known = list(inspect.signature(build_pipeline(local=True).pipeline_func).parameters)
     check_names(list(params), known, "pipeline parameter",
                 f"use one of: {', '.join(known)}")
+    if params.get("data_uri"):
+        require_data_root(str(params["data_uri"]))
     uri = str(params.get("mlflow_uri") or "")
     if uri.startswith(("http://", "https://")):
         check_server(uri.rstrip("/") + "/health", "MLflow tracking server", "start it or fix -p mlflow_uri=...")

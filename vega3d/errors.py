@@ -4,7 +4,7 @@ A ``UserError`` (or one of the library's own "bad input" errors that ``as_user_e
 the top of the ``vega3d`` command prints::
 
     error: data root /data/scannet does not exist
-      fix: pass --data-root (or --set data.root=...) pointing at a folder in the ScanNet layout ...
+      fix: pass --data-root (or --set data.root=DIR) naming a folder in the ScanNet layout of SPEC.md ...
 
 and exits with 2 (a failed pipeline step: 1); the traceback only appears with ``-v``. Anything else is a bug
 and keeps its traceback.
@@ -16,6 +16,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from vega3d.data.root import TOP_FOLDERS, data_root_problem
 
 USAGE_EXIT_CODE = 2
 
@@ -90,27 +92,16 @@ def as_user_error(error: BaseException) -> UserError | None:
     return None
 
 
-def require_data_root(root: str, expected: Sequence[str] = ("scannet", "benchmark")) -> None:
-    """Fail with a ``DataRootError`` unless ``root`` is a local folder holding the ``expected`` sub-folders.
+def require_data_root(root: str, expected: Sequence[str] = TOP_FOLDERS) -> None:
+    """Fail with a ``DataRootError`` unless ``root`` is a data root holding the ``expected`` top folders.
 
     Called before anything reads from the root, so a wrong root is reported as such (and not as the first
-    file some later stage happens to miss, such as a generative checkpoint under ``models/``).
+    file some later stage happens to miss, such as a generative checkpoint under ``models/``). The decision and
+    its message are :func:`vega3d.data.root.data_root_problem`'s, the same as ``data check`` and the preflight.
     """
-    from pathlib import Path
-
-    from vega3d import storage
-
-    how = ("pass --data-root (or --set data.root=DIR) naming a folder in the ScanNet layout of SPEC.md section 5 "
-           "(`vega3d data synth --root DIR` writes a synthetic one)")  # fmt: skip
-    if storage.is_remote(root):
-        return  # remote roots are checked where they are staged (a listing of the bucket)
-    path = Path(root)
-    if not path.is_dir():
-        raise DataRootError(f"data root {path} does not exist" if not path.exists() else
-                            f"data root {path} is not a folder", how)  # fmt: skip
-    missing = [name for name in expected if not (path / name).is_dir()]
-    if missing:
-        raise DataRootError(f"data root {path} is not a VEGA-3D data root: no {' or '.join(m + '/' for m in missing)} folder", how)
+    problem = data_root_problem(root, expected)
+    if problem:
+        raise DataRootError(problem.what, problem.fix)
 
 
 def check_names(given: Sequence[str], known: Sequence[str], what: str, fix: str) -> None:

@@ -2,7 +2,8 @@
 
 Without them an unwritable output was discovered at the first checkpoint (step 500 by default), hours in.
 :func:`preflight` checks, in one go, that every output location takes a write (a probe object is written and
-deleted: local folder or s3://), that the data root can be read, and that the tracking server answers both
+deleted: local folder or s3://), that the data root is one (:mod:`vega3d.data.root`, the same decision and
+words as the CLI and ``data check``), and that the tracking server answers both
 ``/health`` and one API call with this process's credentials. Output and data problems raise
 :class:`PreflightError` listing all of them; a tracking problem is reported up front as a warning, since
 training and evaluation go on without tracking by design (``vega3d.tracking``, safe mode).
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vega3d import storage
+from vega3d.data.root import TOP_FOLDERS, data_root_problem
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +50,6 @@ def output_problem(uri: str) -> str | None:
     return None
 
 
-def data_root_problem(uri: str) -> str | None:
-    """Why the data root cannot be read, or None."""
-    try:
-        if storage.is_remote(uri):
-            storage.listdir(uri)
-            return None
-        path = Path(uri)
-        if not path.is_dir():
-            return f"data root {uri} is not a folder; run `vega3d data synth` / `vega3d data prep` or fix --data-root"
-        if not os.access(path, os.R_OK | os.X_OK):
-            return f"data root {uri} is not readable by this user"
-        next(path.iterdir(), None)
-    except Exception as error:  # noqa: BLE001
-        return f"data root {uri} cannot be read ({type(error).__name__}: {error})"
-    return None
-
-
 def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
     """Why the MLflow server at ``uri`` cannot be used (``/health`` and one API call), or None."""
     if not uri.startswith(("http://", "https://")):
@@ -87,11 +72,14 @@ def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
     return None
 
 
-def preflight(outputs: Sequence[str], data_root: str | None = None, tracking_uri: str | None = None) -> None:
-    """Check every output, the data root and the tracking server; raise PreflightError on output/data problems."""
+def preflight(outputs: Sequence[str], data_root: str | None = None, tracking_uri: str | None = None,
+              data_folders: Sequence[str] = TOP_FOLDERS) -> None:
+    """Check every output, the data root (holding ``data_folders``, :mod:`vega3d.data.root`) and the tracking
+    server; raise PreflightError on output/data problems."""
     problems = [p for p in (output_problem(uri) for uri in dict.fromkeys(outputs)) if p]
-    if data_root:
-        problems += [p for p in [data_root_problem(data_root)] if p]
+    root_problem = data_root_problem(data_root, data_folders) if data_root else None
+    if root_problem:
+        problems.append(str(root_problem))
     if tracking_uri:
         problem = tracking_problem(tracking_uri)
         if problem:

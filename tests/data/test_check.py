@@ -43,7 +43,14 @@ def test_clean_root_has_no_problem(clean_root):
 
 def test_missing_root():
     (problem,) = check_data_root("/nonexistent/vega3d-root")
-    assert problem.path == "/nonexistent/vega3d-root" and "vega3d data synth" in problem.fix
+    assert (problem.path, problem.problem) == ("/nonexistent/vega3d-root", "data root /nonexistent/vega3d-root does not exist")
+    assert "`vega3d data synth --data-root DIR`" in problem.fix
+
+
+def test_a_folder_without_the_top_folders_is_one_problem(tmp_path):
+    (tmp_path / "scannet").mkdir()
+    (problem,) = check_data_root(tmp_path)  # not one problem per missing file
+    assert problem.problem == f"data root {tmp_path} is not a VEGA-3D data root: no benchmark/ folder"
 
 
 def test_missing_split_list(root):

@@ -27,7 +27,7 @@ def _closed_port() -> int:
 
 
 FIX_ROOT = ("  fix: pass --data-root (or --set data.root=DIR) naming a folder in the ScanNet layout of SPEC.md "
-            "section 5 (`vega3d data synth --root DIR` writes a synthetic one)")
+            "section 5 (`vega3d data synth --data-root DIR` writes a synthetic one)")
 
 
 def test_missing_data_root_names_the_root_not_a_checkpoint(tmp_path):
@@ -40,7 +40,24 @@ def test_wrong_data_root_says_what_is_missing(tmp_path):
     (tmp_path / "scannet").mkdir()
     code, lines = _run("eval", "scanqa", "--preset", "tiny", "--data-root", str(tmp_path))
     assert code == 2
-    assert lines == [f"error: data root {tmp_path} is not a VEGA-3D data root: no processed/ folder", FIX_ROOT]
+    assert lines == [f"error: data root {tmp_path} is not a VEGA-3D data root: no processed/ folder",
+                     f"  fix: run `vega3d data prep --data-root {tmp_path}` first (it writes processed/)"]
+
+
+def test_wrong_data_root_without_the_raw_folders(tmp_path):
+    (tmp_path / "processed").mkdir()
+    code, lines = _run("eval", "scanqa", "--preset", "tiny", "--data-root", str(tmp_path))
+    assert code == 2
+    assert lines == [f"error: data root {tmp_path} is not a VEGA-3D data root: no scannet/ folder", FIX_ROOT]
+
+
+def test_data_check_on_a_missing_root_prints_only_that(tmp_path):
+    """Not a report with a count of invalid frames first: the one problem and its fix, exit 2 as for `train`."""
+    code, lines = _run("data", "check", "--data-root", str(tmp_path / "nope"))
+    assert code == 2
+    assert lines == [f"error: data root {tmp_path / 'nope'} does not exist", FIX_ROOT]
+    code, lines = _run("data", "check", "--data-root", str(tmp_path / "nope"), "--format", "json")
+    assert (code, lines) == (2, [f"error: data root {tmp_path / 'nope'} does not exist", FIX_ROOT])
 
 
 def test_unknown_pipeline_parameter_suggests_the_close_name():
@@ -134,10 +151,13 @@ def test_problem_report_as_json(tmp_path):
 
 def test_data_check_json_format(tmp_path):
     (tmp_path / "scannet").mkdir()
-    result = CliRunner().invoke(app, ["data", "check", "--root", str(tmp_path), "--format", "json"])
+    (tmp_path / "benchmark").mkdir()  # a data root (vega3d.data.root) with every file missing
+    result = CliRunner().invoke(app, ["data", "check", "--data-root", str(tmp_path), "--format", "json"])
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert rows and all(set(row) == {"path", "problem", "fix"} for row in rows)
+    assert {"path": str(tmp_path / "metadata" / "scannetv2_train.txt"), "problem": "split list missing",
+            "fix": "re-run `vega3d data synth` (synthetic root) or re-download the file"} in rows
 
 
 def test_unreachable_tracking_server_when_logging_an_evaluation(tmp_path):

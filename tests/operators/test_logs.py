@@ -44,7 +44,7 @@ def test_flags_after_the_command_move_to_the_front():
 
 
 def test_quiet_command_prints_nothing_but_its_result(tmp_path):
-    command = [sys.executable, "-m", "vega3d.cli", "data", "synth", "--root", str(tmp_path / "d"), "--num-train",
+    command = [sys.executable, "-m", "vega3d.cli", "data", "synth", "--data-root", str(tmp_path / "d"), "--num-train",
                "1", "--num-val", "1", "--num-test", "1", "--frames", "4", "--width", "40", "--height", "30"]
     quiet = subprocess.run([*command, "-q"], capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr

@@ -17,8 +17,8 @@ from vega3d.preflight import PROBE_PREFIX, PreflightError, preflight, tracking_p
 def _cfg(tmp_path: Path, output: str):
     cfg = load_config("tiny")
     data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    (data / "processed").mkdir(exist_ok=True)
+    for folder in ("scannet", "benchmark", "processed"):  # a data root for training and evaluation alike
+        (data / folder).mkdir(parents=True, exist_ok=True)
     return cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"root": str(data)}),
         "train": cfg.train.model_copy(update={"output_uri": output, "max_steps": 1000}),
@@ -57,7 +57,8 @@ def test_missing_data_root_and_every_problem_at_once(tmp_path):
     with pytest.raises(PreflightError) as error:
         preflight([str(blocker / "a"), str(tmp_path / "ok")], data_root=str(tmp_path / "nowhere"))
     assert len(error.value.problems) == 2
-    assert "not writable" in error.value.problems[0] and "is not a folder" in error.value.problems[1]
+    assert "not writable" in error.value.problems[0]
+    assert error.value.problems[1].startswith(f"data root {tmp_path / 'nowhere'} does not exist; pass --data-root ")
     assert (tmp_path / "ok").is_dir() and not list((tmp_path / "ok").iterdir())  # the probe was removed
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vega3d.cli.options import PresetOption, SetOption, config_from_options, hidden_alias
+from vega3d.errors import require_data_root
 from vega3d.problem_report import ReportFormat, render_problems
 
 app = typer.Typer(help="Synthesise, prepare and check a ScanNet-layout data root.", no_args_is_help=True)
@@ -68,10 +69,12 @@ def check(
     data_root: RootOption = None, preset: PresetOption = "tiny", set_: SetOption = None, deep: DeepOption = False,
     max_invalid_frames: MaxInvalidOption = 0.25, fmt: FormatOption = ReportFormat.auto, root: OldRootOption = None,
 ) -> None:
-    """Validate a data root; prints every problem with its fix and exits 1 when there is any."""
+    """Validate a data root; prints every problem with its fix and exits 1 when there is any (2 when the
+    location is no data root at all: missing, a file, or without scannet/ and benchmark/)."""
     from vega3d.data.check import check_data_root
 
     target = data_root or root or Path(config_from_options(preset, set_).data.root)
+    require_data_root(str(target))  # not a data root at all: one user error (exit 2), not a problem report
     frame_lists: dict = {}
     problems = check_data_root(target, progress=True, deep=deep, max_invalid_ratio=max_invalid_frames,
                                frame_lists=frame_lists)
@@ -95,6 +98,7 @@ def prep(
 
     cfg = config_from_options(preset, set_)
     target = data_root or root or Path(cfg.data.root)
+    require_data_root(str(target))
     try:
         report = run_prep(target, cfg.data, max_invalid_ratio=max_invalid_frames)
     except PrepError as error:

@@ -29,6 +29,7 @@ from vega3d.cli.options import (
     task_argument,
     with_settings,
 )
+from vega3d.data.root import EVAL_FOLDERS, SCORE_FOLDERS
 from vega3d.errors import require_data_root
 from vega3d.params import to_overrides
 
@@ -89,7 +90,7 @@ def eval_command(
                  f"generative.feature_id={feature_id if offline else 'null'}"]
     cfg = config_from_options(preset, sets)
     # before anything reads from it, so a wrong root is reported as such; scoring needs only the records
-    require_data_root(cfg.data.root, ("processed",) if predictions is not None else ("scannet", "processed"))
+    require_data_root(cfg.data.root, SCORE_FOLDERS if predictions is not None else EVAL_FOLDERS)
     if shard_index is not None and shard_index >= cfg.eval.num_shards:
         raise typer.BadParameter(f"--shard-index {shard_index} must be < --num-shards {cfg.eval.num_shards}")
 

@@ -1,6 +1,7 @@
 """``vega3d data check``: validate a data root and list every problem with its fix.
 
-Checks, in order: the layout (split lists, info files, benchmark files), that every scene referenced by a
+Checks, in order: that the root is a data root (:mod:`vega3d.data.root`; if not, that is the only problem),
+the layout (split lists, info files, benchmark files), that every scene referenced by a
 split list, an EmbodiedScan info file or a benchmark file is on disk, each scene's frames (same frame numbers
 for jpg/png/txt, 16-bit depth of one size that fits the depth intrinsics), its frame list under the invalid-frame
 policy (:mod:`vega3d.data.frame_lists`: -inf/NaN poses and unreadable frames are excluded, a scene above the
@@ -49,6 +50,7 @@ from vega3d.data.layout import (
     DataLayout,
     scene_of,
 )
+from vega3d.data.root import data_root_problem
 from vega3d.data.scannet import read_aggregation, read_axis_alignment, read_matrix
 from vega3d.data.scene_points import MAX_PRED_BOXES, aligned_scene_points, gt_boxes, predicted_boxes
 
@@ -355,8 +357,9 @@ def check_data_root(root: str | Path, progress: bool = False, deep: bool = False
     from vega3d.logs import progress as progress_bar
 
     layout = DataLayout(root)
-    if not layout.root.is_dir():
-        return [Problem(str(layout.root), "data root does not exist", "run `vega3d data synth --root ...` first")]
+    not_a_root = data_root_problem(layout.root)
+    if not_a_root:  # nothing under it is worth listing (vega3d.data.root: the same words as the CLI and preflight)
+        return [Problem(str(layout.root), not_a_root.what, not_a_root.fix)]
     frame_lists = {} if frame_lists is None else frame_lists
     problems: list[Problem] = []
     split_of: dict[str, str] = {}

@@ -35,11 +35,13 @@ def evaluate(
     as misses; ``meteor`` computes METEOR (starts Java).
     """
     from vega3d import storage
+    from vega3d.data.root import EVAL_FOLDERS, SCORE_FOLDERS
     from vega3d.evaluation import inference, tasks
     from vega3d.evaluation.predictions import PredictionError, load_predictions, strict_problems
     from vega3d.preflight import preflight
 
-    preflight([cfg.eval.output_uri], cfg.data.root)  # fail fast, before any prediction
+    # fail fast, before any prediction; scoring given predictions needs only the prepared records
+    preflight([cfg.eval.output_uri], cfg.data.root, data_folders=SCORE_FOLDERS if predictions_uri else EVAL_FOLDERS)
     records = tasks.load_records(cfg.data.root, task, split)
     if cfg.eval.max_samples is not None:
         records = records[: cfg.eval.max_samples]
