@@ -53,7 +53,8 @@ class StepLogs(io.TextIOBase):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.status = status
-        self.pipeline_log = (self.log_dir / "pipeline.log").open("a")
+        self.pipeline_log_path = self.log_dir / "pipeline.log"  # kfp's lines outside any step
+        self.pipeline_log = self.pipeline_log_path.open("a")
         self.steps: list[_Step] = []
         self._current: dict[int, _Step] = {}
         self._partial: dict[int, str] = {}
@@ -128,3 +129,21 @@ class StepLogs(io.TextIOBase):
     def failed(self) -> list[_Step]:
         """The steps that did not succeed."""
         return [step for step in self.steps if step.status != "SUCCESS"]
+
+
+class PlainText(io.TextIOBase):
+    """A stdout replacement that drops kfp.local's colour codes (for output that is not a terminal)."""
+
+    def __init__(self, target: IO[str]) -> None:
+        super().__init__()
+        self.target = target
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.target.write(ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()

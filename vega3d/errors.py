@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 USAGE_EXIT_CODE = 2
@@ -53,9 +54,16 @@ class UnknownParameter(UserError):
 
 
 class PipelineFailed(UserError, RuntimeError):
-    """A pipeline step failed: shown as which step and where its log is (its traceback is in that log)."""
+    """A pipeline step failed: shown as which step and where its log is (its traceback is in that log).
+
+    ``logs`` are the failed steps' log files (empty when the run's output was not split into files).
+    """
 
     exit_code = 1
+
+    def __init__(self, what: str, fix: str = "", logs: Sequence[Path] = ()) -> None:
+        super().__init__(what, fix)
+        self.logs = list(logs)
 
 
 def _one_line(text: str) -> str:
@@ -96,8 +104,6 @@ def require_data_root(root: str, expected: Sequence[str] = ("scannet", "benchmar
     Called before anything reads from the root, so a wrong root is reported as such (and not as the first
     file some later stage happens to miss, such as a generative checkpoint under ``models/``).
     """
-    from pathlib import Path
-
     from vega3d import storage
 
     how = ("pass --data-root (or --set data.root=DIR) naming a folder in the ScanNet layout of SPEC.md section 5 "
