@@ -1,0 +1,85 @@
+"""`vega3d pipeline run` as an operator sees it when a step fails: one line per step, each step's full log in a
+file, the failed step's log tail and one error/fix pair; `-v` streams kfp's whole output instead.
+
+The cheapest real failure: a data root that does not exist passes setup-run and fails in prep (about 15 s
+through kfp.local's subprocess runner, with the finalize exit handler after it). The successful run's output
+is checked in tests/pipeline/test_local_pipeline.py (slow: it trains).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.operators.pipeline_output import ANSI_ESCAPE, HEADER, pipeline_run, statuses
+
+STEPS = [("ok", "setup-run"), ("ok", "features-needed"), ("FAILED", "prep"), ("ok", "finalize")]
+
+
+@pytest.fixture()
+def broken_root_args(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # tracking off: no MLflow link expected
+    monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "cache"))
+    return ["--data-root", str(tmp_path / "nope"), "--output", str(tmp_path / "store"),
+            "--pipeline-root", str(tmp_path / "kfp")]
+
+
+def test_failed_step_prints_its_status_its_log_tail_and_one_error(tmp_path, broken_root_args):
+    result = pipeline_run(*broken_root_args, cwd=tmp_path, timeout=600)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    header = HEADER.match(lines[0])
+    assert header, lines[0]
+    run_id, log_dir = header.group(1), Path(header.group(2))
+    assert log_dir == tmp_path / "logs" / run_id  # the default: <pipeline-root>/../logs/<run id>
+    found = statuses(result.stdout)
+    assert [(m.group(1), m.group(2)) for m in found] == STEPS
+    assert lines[1:5] == [m.group(0) for m in found]
+    # every step's log: its own file, holding that step's output and no other step's
+    logs = {m.group(2): Path(m.group(4)) for m in found}
+    assert [path.name for path in logs.values()] == ["01-setup-run.log", "02-features-needed.log", "03-prep.log",
+                                                     "04-finalize.log"]
+    for step, path in logs.items():
+        assert path.parent == log_dir
+        text = path.read_text()
+        assert text.count("Executing task") == 1 and f"Executing task '{step}'" in text
+        assert ANSI_ESCAPE not in text
+    assert "Looking for component `setup_run`" in logs["setup-run"].read_text()
+    assert "Task 'setup-run' finished with status SUCCESS" in logs["setup-run"].read_text()
+    prep_log = logs["prep"].read_text()
+    assert f"PrepError: data root {tmp_path / 'nope'} has 1 problem(s)" in prep_log
+    assert "Task 'prep' finished with status FAILURE" in prep_log
+    assert '"state": "FAILED"' in logs["finalize"].read_text()  # the exit handler saw the failure
+    assert "Running pipeline: 'vega3d'" in (log_dir / "pipeline.log").read_text()
+    # the outcome: a blank line, the tail of prep's log (kfp's closing lines dropped), nothing else
+    assert lines[5:7] == ["", f"last 20 lines of {logs['prep']}:"]
+    tail = lines[7:]
+    assert len(tail) == 20 and len(lines) == 27
+    assert tail[-1] == f"      {tmp_path / 'nope'}: data root does not exist -> run `vega3d data synth --root ...` first"
+    assert tail[-2].startswith(f"    vega3d.data.prep.PrepError: data root {tmp_path / 'nope'} has 1 problem(s)")
+    assert [line.strip() for line in tail] == [line.strip() for line in prep_log.splitlines() if line.strip()][-22:-2]
+    # one error/fix pair on stderr naming the step and its log; this process's own log went to run.log
+    assert result.stderr.splitlines() == [f"error: pipeline run {run_id} failed: prep",
+                                          f"  fix: see the step's log: {logs['prep']}"]
+    assert "Skipping task train" in (log_dir / "run.log").read_text()
+    assert ANSI_ESCAPE not in result.stdout + result.stderr
+
+
+def test_verbose_streams_kfp_output_instead(tmp_path, broken_root_args):
+    result = pipeline_run(*broken_root_args, "-v", cwd=tmp_path, timeout=600)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) > 300  # kfp's own lines and every step's output
+    assert not statuses(result.stdout) and not HEADER.match(lines[0])
+    expected = []
+    for word, step in STEPS:
+        expected += [f"Executing task '{step}'", f"Task '{step}' finished with status "
+                     + ("SUCCESS" if word == "ok" else "FAILURE")]
+    kfp_lines = [line.split(" - ", 2)[2] for line in lines if "Executing task" in line or "finished with status" in line]
+    assert kfp_lines == expected
+    assert any(line.strip().startswith("vega3d.data.prep.PrepError: data root") for line in lines)
+    assert ANSI_ESCAPE not in result.stdout  # kfp's colours only on a terminal
+    assert not (tmp_path / "logs").exists()
+    assert result.stderr.splitlines()[-2].startswith("error: pipeline run local-")
+    assert "Traceback (most recent call last)" in result.stderr  # -v adds the traceback
