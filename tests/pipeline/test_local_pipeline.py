@@ -99,18 +99,19 @@ def _assert_operator_output(result, params, parent, report_md) -> Path:
     steps = [m.group(2) for m in found]
     assert {"setup-run", "prep", "extract", "train", "report", "finalize"} <= set(steps)
     assert sorted(m.group(3) for m in found if m.group(2) == "evaluate") == sorted(TASKS)
-    for number, match in enumerate(found, start=1):
-        step, path = match.group(2), Path(match.group(4))
-        assert path == log_dir / f"{number:02d}-{step}.log"
+    logs = [Path(m.group(4)) for m in found]  # numbered in start order; status lines come in finish order
+    assert sorted(int(path.name[:2]) for path in logs) == list(range(1, len(found) + 1))
+    for step, path in zip(steps, logs, strict=True):
+        assert path.parent == log_dir and path.name[3:] == f"{step}.log"
         text = path.read_text()
         assert text.count("Executing task") == 1 and f"Executing task '{step}'" in text
         assert re.search(rf"Wrote executor output file to \S+/{step}/executor_output\.json", text), step
-    train_log = log_dir.joinpath(f"{steps.index('train') + 1:02d}-train.log").read_text()
+    train_log = logs[steps.index("train")].read_text()
     assert "train: 4/4 step (100%)" in train_log and "\r" not in train_log
     # then the report as report.md holds it, the MLflow links and where kfp's outputs are
     rest = lines[1 + len(found):]
-    assert rest[0] == "" and "\n".join(rest[1:-2]) == report_md.rstrip("\n")
-    assert len(lines) == 1 + len(found) + 1 + len(report_md.rstrip("\n").splitlines()) + 2
+    assert rest[0] == "" and rest[1:-2] == report_md.split("\n")  # report.md ends with a newline: a blank line
+    assert len(lines) == 1 + len(found) + 1 + len(report_md.split("\n")) + 2
     _links(rest[-2], params, parent)
     summary = re.match(rf"^run {run_id}: (\d+) tasks executed; step outputs under (\S+)$", rest[-1])
     assert summary, rest[-1]
