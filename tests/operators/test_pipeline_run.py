@@ -14,7 +14,9 @@ import pytest
 
 from tests.operators.pipeline_output import ANSI_ESCAPE, HEADER, pipeline_run, statuses
 
-STEPS = [("ok", "setup-run"), ("ok", "features-needed"), ("FAILED", "prep"), ("ok", "finalize")]
+# setup-run first, then prep and features-needed (both need only setup-run: either may start first), then the
+# exit handler
+STEPS = {"setup-run": "ok", "features-needed": "ok", "prep": "FAILED", "finalize": "ok"}
 
 
 @pytest.fixture()
@@ -34,14 +36,15 @@ def test_failed_step_prints_its_status_its_log_tail_and_one_error(tmp_path, brok
     run_id, log_dir = header.group(1), Path(header.group(2))
     assert log_dir == tmp_path / "logs" / run_id  # the default: <pipeline-root>/../logs/<run id>
     found = statuses(result.stdout)
-    assert [(m.group(1), m.group(2)) for m in found] == STEPS
+    assert {m.group(2): m.group(1) for m in found} == STEPS and len(found) == 4
     assert lines[1:5] == [m.group(0) for m in found]
-    # every step's log: its own file, holding that step's output and no other step's
+    # every step's log: its own file, numbered in start order, holding that step's output and no other step's
     logs = {m.group(2): Path(m.group(4)) for m in found}
-    assert [path.name for path in logs.values()] == ["01-setup-run.log", "02-features-needed.log", "03-prep.log",
-                                                     "04-finalize.log"]
+    numbers = {step: int(path.name[:2]) for step, path in logs.items()}
+    assert numbers["setup-run"] == 1 and numbers["finalize"] == 4
+    assert {numbers["prep"], numbers["features-needed"]} == {2, 3}
     for step, path in logs.items():
-        assert path.parent == log_dir
+        assert path.parent == log_dir and path.name[3:] == f"{step}.log"
         text = path.read_text()
         assert text.count("Executing task") == 1 and f"Executing task '{step}'" in text
         assert ANSI_ESCAPE not in text
@@ -73,11 +76,12 @@ def test_verbose_streams_kfp_output_instead(tmp_path, broken_root_args):
     assert len(lines) > 300  # kfp's own lines and every step's output
     assert not statuses(result.stdout) and not HEADER.match(lines[0])
     expected = []
-    for word, step in STEPS:
+    for step, word in STEPS.items():
         expected += [f"Executing task '{step}'", f"Task '{step}' finished with status "
                      + ("SUCCESS" if word == "ok" else "FAILURE")]
     kfp_lines = [line.split(" - ", 2)[2] for line in lines if "Executing task" in line or "finished with status" in line]
-    assert kfp_lines == expected
+    assert sorted(kfp_lines) == sorted(expected)
+    assert kfp_lines[:2] == expected[:2] and kfp_lines[-2:] == expected[-2:]  # setup-run first, finalize last
     assert any(line.strip().startswith("vega3d.data.prep.PrepError: data root") for line in lines)
     assert ANSI_ESCAPE not in result.stdout  # kfp's colours only on a terminal
     assert not (tmp_path / "logs").exists()
