@@ -87,3 +87,23 @@ def test_verbose_streams_kfp_output_instead(tmp_path, broken_root_args):
     assert not (tmp_path / "logs").exists()
     assert result.stderr.splitlines()[-2].startswith("error: pipeline run local-")
     assert "Traceback (most recent call last)" in result.stderr  # -v adds the traceback
+
+
+def test_outcome_shows_the_report_only_for_an_evaluated_run_and_links_only_with_tracking(tmp_path, monkeypatch):
+    from pipelines.outcome import run_outcome
+    from vega3d import storage
+    from vega3d.params import pipeline_overrides
+    from vega3d.runs import resolve_run_config
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = {"preset": "tiny", "max_steps": 4, "storage_root": str(tmp_path / "store"), "data_uri": str(tmp_path)}
+    overrides = ["train.max_steps=4", "train.nproc=1"]  # num_gpus: the pipeline's default 1
+    assert pipeline_overrides(params) == overrides
+    cfg = resolve_run_config("tiny", overrides, params["storage_root"], params["data_uri"])
+    storage.write_text(storage.join(cfg.eval.output_uri, "report.md"), "| method | x |\n| ours | 1.0 |\n")
+    assert run_outcome(params, "local-1").text() == "\n| method | x |\n| ours | 1.0 |\n"
+    assert run_outcome({**params, "run_eval": False}, "local-1").text() == ""  # -p run_eval=false: no table
+    assert run_outcome(params, "local-1", succeeded=False).text() == ""
+    assert run_outcome({**params, "max_steps": 5}, "local-1").text() == ""  # another config: another folder
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")  # not a server: no UI to link
+    assert run_outcome(params, "local-1").text() == "\n| method | x |\n| ours | 1.0 |\n"
