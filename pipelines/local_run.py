@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pipelines import vega3d_pipeline
 from pipelines.runners import check_runner_params, make_runner, step_images
-from pipelines.step_logs import ANSI, StepLogs
+from pipelines.step_logs import ANSI, PlainText, StepLogs
 from pipelines.vega3d_pipeline import build_pipeline
 from vega3d.errors import PipelineFailed
-from vega3d.logs import silence_known_warnings
+from vega3d.logs import is_terminal, silence_known_warnings
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class LocalRun:
     run_id: str
     run_dir: Path  # kfp.local's folder of this run under the pipeline root
     executed: list[str]  # tasks that ran (a task served from the cache leaves no executor output)
+
+
+def new_run_id() -> str:
+    """A fresh local run id, ``local-<hex>`` (it plays the Kubeflow run id: the MLflow key of the run)."""
+    return f"local-{uuid.uuid4().hex[:12]}"
 
 
 def executed_tasks(run_dir: Path) -> list[str]:
@@ -66,14 +71,15 @@ def run_local(
 
     ``run_id`` plays the Kubeflow run id (the MLflow key of the run, default ``local-<hex>``); a ``run_name``
     in ``params`` only names the MLflow parent run, as in the cluster. With ``log_dir``, each step's output goes
-    to its own file there and stdout gets one line per step (``pipelines.step_logs``); without it, kfp.local
-    prints everything. ``runner``: ``subprocess`` or ``docker`` (every step in the CPU image, see
+    to its own file there and stdout gets one line per step (``pipelines.step_logs``) and a failure names the
+    failed steps' files (``PipelineFailed.logs``); without it, kfp.local prints everything (its colours only
+    on a terminal). ``runner``: ``subprocess`` or ``docker`` (every step in the CPU image, see
     ``pipelines.runners``).
     """
     from kfp import local
 
     check_params(params)
-    run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
+    run_id = run_id or new_run_id()
     pipeline_root = Path(pipeline_root).resolve()
     check_runner_params(runner, params, pipeline_root)  # docker: steps see only the pipeline root
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -88,12 +94,13 @@ def run_local(
     silence_known_warnings()  # e.g. kfp's warning about custom images (ours hold exactly this package)
     before = set(pipeline_root.iterdir())
     step_logs = StepLogs(log_dir, sys.stdout) if log_dir is not None else None
+    stdout = step_logs or (None if is_terminal(sys.stdout) else PlainText(sys.stdout))
     root = logging.getLogger()
     # kfp.local swaps the root logger's handlers around each task; with tasks in parallel threads, one task can
     # "restore" another's handler (bound to the stdout of the run), so the caller's handlers are put back here.
     handlers, level = root.handlers[:], root.level
     try:
-        with (contextlib.redirect_stdout(step_logs) if step_logs else contextlib.nullcontext(),
+        with (contextlib.redirect_stdout(stdout) if stdout else contextlib.nullcontext(),
               step_images(runner, vega3d_pipeline)):  # docker: every step in the CPU image built here
             build_pipeline(cached_steps, local=True, given=params)(**params)
     except RuntimeError as error:
@@ -102,8 +109,10 @@ def run_local(
             step_logs.close()
             failed = step_logs.failed()
         steps = ", ".join(f"{step.task} {step.detail}".strip() for step in failed) or ANSI.sub("", str(error))
-        where = ", ".join(str(step.path) for step in failed) or "kfp's output above"
-        raise PipelineFailed(f"pipeline run {run_id} failed: {steps}", f"see the step's log: {where}") from error
+        logs = [step.path for step in failed] or ([step_logs.pipeline_log_path] if step_logs else [])
+        where = ", ".join(str(path) for path in logs) or "kfp's output above"
+        raise PipelineFailed(f"pipeline run {run_id} failed: {steps}", f"see the step's log: {where}",
+                             logs) from error
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

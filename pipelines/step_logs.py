@@ -42,7 +42,7 @@ class _Step:
     status: str | None = None
     seconds: float = 0.0
     detail: str = ""
-    wrote_output: bool = False
+    reported: bool = False
 
 
 class StepLogs(io.TextIOBase):
@@ -53,7 +53,8 @@ class StepLogs(io.TextIOBase):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.status = status
-        self.pipeline_log = (self.log_dir / "pipeline.log").open("a")
+        self.pipeline_log_path = self.log_dir / "pipeline.log"  # kfp's lines outside any step
+        self.pipeline_log = self.pipeline_log_path.open("a")
         self.steps: list[_Step] = []
         self._current: dict[int, _Step] = {}
         self._partial: dict[int, str] = {}
@@ -88,11 +89,11 @@ class StepLogs(io.TextIOBase):
         target.write(line + "\n")
         if step is None:
             return
-        if WROTE_OUTPUT.search(plain):
-            step.wrote_output = True
+        if WROTE_OUTPUT.search(plain):  # the step's function returned
+            self._settle(step, "SUCCESS")
         finished = FINISHED.search(plain)
         if finished and finished.group(1) == step.task:
-            step.status, step.seconds = finished.group(2), time.perf_counter() - step.started
+            self._settle(step, finished.group(2))
         elif step.task == "evaluate" and not step.detail and BENCHMARK.search(line):
             found = BENCHMARK.search(line)
             step.detail = found.group(1) or found.group(2)
@@ -104,14 +105,22 @@ class StepLogs(io.TextIOBase):
         if step is None:
             return
         step.handle.close()
-        if step.status is None:  # no "finished" line in this thread's output
-            # a step whose executor wrote its output succeeded (in a ParallelFor, kfp.local may print the
-            # "finished" line from another thread); otherwise it failed and kfp raised
-            step.status = "SUCCESS" if step.wrote_output else "FAILURE"
+        if step.status is None:  # neither its output nor a "finished" line: it failed and kfp raised
+            step.status, step.seconds = "FAILURE", time.perf_counter() - step.started
+        if not step.reported:
+            self._report(step)
+
+    def _settle(self, step: _Step, status: str) -> None:
+        """Record the step's outcome and report it at once: in a ParallelFor, kfp.local may print the rest of
+        the step's block (its "finished" line, the separator) from another thread, much later or not at all."""
+        if step.status is None:
             step.seconds = time.perf_counter() - step.started
-        self._report(step)
+        step.status = status
+        if not step.reported and (step.detail or step.task != "evaluate"):  # else the benchmark comes later
+            self._report(step)
 
     def _report(self, step: _Step) -> None:
+        step.reported = True
         word = "ok" if step.status == "SUCCESS" else "FAILED"
         name = f"{step.task} {step.detail}".strip()
         self.status.write(f"{word:<7} {name:<22} {step.seconds:6.1f} s  {step.path}\n")
@@ -128,3 +137,21 @@ class StepLogs(io.TextIOBase):
     def failed(self) -> list[_Step]:
         """The steps that did not succeed."""
         return [step for step in self.steps if step.status != "SUCCESS"]
+
+
+class PlainText(io.TextIOBase):
+    """A stdout replacement that drops kfp.local's colour codes (for output that is not a terminal)."""
+
+    def __init__(self, target: IO[str]) -> None:
+        super().__init__()
+        self.target = target
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.target.write(ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()

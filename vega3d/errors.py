@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from vega3d.data.root import TOP_FOLDERS, data_root_problem
@@ -55,9 +56,16 @@ class UnknownParameter(UserError):
 
 
 class PipelineFailed(UserError, RuntimeError):
-    """A pipeline step failed: shown as which step and where its log is (its traceback is in that log)."""
+    """A pipeline step failed: shown as which step and where its log is (its traceback is in that log).
+
+    ``logs`` are the failed steps' log files (empty when the run's output was not split into files).
+    """
 
     exit_code = 1
+
+    def __init__(self, what: str, fix: str = "", logs: Sequence[Path] = ()) -> None:
+        super().__init__(what, fix)
+        self.logs = list(logs)
 
 
 def _one_line(text: str) -> str:

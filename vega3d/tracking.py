@@ -274,6 +274,15 @@ class Tracker:
         logger.info("MLflow parent run %s for pipeline run %s", run.info.run_id, pipeline_run_id)
         return run.info.run_id
 
+    @_tracking_call()
+    def find_pipeline_run(self, experiment: str, pipeline_run_id: str) -> str | None:
+        """The parent run of one pipeline run, or None when there is none (nothing is created)."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return None
+        runs = self._find_runs(found.experiment_id, {PIPELINE_RUN_ID_TAG: pipeline_run_id}, top_level=True)
+        return runs[0].info.run_id if runs else None
+
     @contextlib.contextmanager
     def stage_run(self, parent_run_id: str | None, stage: str) -> Iterator[StageRun]:
         """A child run of ``parent_run_id`` for one stage, FINISHED on success and FAILED on an exception.

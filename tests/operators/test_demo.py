@@ -19,13 +19,13 @@ from PIL import Image
 
 from tests.data.helpers import SMALL_CONFIG
 from tests.operators.browser import WINDOW, page_text, screenshot
+from tests.operators.pipeline_output import statuses
 from vega3d.testing.demo import prepare_demo_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 BENCHMARKS = ["scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d"]
-STATUS = re.compile(r"^(ok|FAILED)\s+(\S+)(?: (\w+))?\s+[\d.]+ s\s+(\S+\.log)$")
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +56,12 @@ def test_demo_stdout_is_short_and_ends_with_the_table_and_a_live_link(demo):
     assert len(lines) < 150, len(lines)
     assert result.stderr.strip() == ""  # the demo's own log goes to logs/demo.log
     # one status line per executed step, each naming its full log
-    statuses = [STATUS.match(line) for line in lines if STATUS.match(line)]
-    assert [m.group(1) for m in statuses] == ["ok"] * len(statuses), result.stdout
-    steps = [m.group(2) for m in statuses]
+    found = statuses(result.stdout)
+    assert [m.group(1) for m in found] == ["ok"] * len(found), result.stdout
+    steps = [m.group(2) for m in found]
     assert {"setup-run", "prep", "train", "report", "finalize"} <= set(steps) and steps.count("evaluate") == 5
-    assert sorted(m.group(3) for m in statuses if m.group(2) == "evaluate") == sorted(BENCHMARKS)
-    logs = [Path(m.group(4)) for m in statuses]
+    assert sorted(m.group(3) for m in found if m.group(2) == "evaluate") == sorted(BENCHMARKS)
+    logs = [Path(m.group(4)) for m in found]
     assert all(path.parent == workdir / "logs" and path.stat().st_size > 0 for path in logs)
     assert len(set(logs)) == len(logs)
     train_log = next(path for path, step in zip(logs, steps, strict=True) if step == "train").read_text()

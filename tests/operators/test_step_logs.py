@@ -67,3 +67,19 @@ def test_a_step_that_wrote_its_output_is_ok_without_its_finished_line(tmp_path):
     out.close()
     words = [line.split()[:3] for line in status.getvalue().splitlines()]
     assert words == [["ok", "evaluate", "sqa3d"], ["FAILED", "train", "0.0"]]
+
+
+def test_a_step_is_reported_when_it_wrote_its_output_not_when_the_run_ends(tmp_path):
+    """kfp.local may log a ParallelFor task's "finished" line through another thread's handler (seen in a run: it
+    landed in the command's own log), so the status line comes from the executor's last line."""
+    status = io.StringIO()
+    out = StepLogs(tmp_path, status)
+    lines = ['            "task": "sqa3d",', "Wrote executor output file to /x/for-loop-8-iteration-4/evaluate/out.json."]
+    thread = threading.Thread(target=_task, args=(out, "evaluate", lines, None))
+    thread.start()
+    thread.join()
+    assert status.getvalue().split()[:3] == ["ok", "evaluate", "sqa3d"]  # before the next step and the end
+    _task(out, "report", ["done"], "SUCCESS")
+    out.close()
+    assert [line.split()[:2] for line in status.getvalue().splitlines()] == [["ok", "evaluate"], ["ok", "report"]]
+    assert (tmp_path / "01-evaluate.log").read_text().count("Wrote executor output") == 1

@@ -1,20 +1,23 @@
 """The whole pipeline through kfp.local.SubprocessRunner against real SeaweedFS and MLflow servers.
 
-One tiny synthetic data set, uploaded to the bucket; the first run goes through every stage (offline
-features, so extract runs too); the second, with caching on, must re-execute no stage; a run on broken data
-must mark its MLflow parent run FAILED and leave nothing half-written in the bucket.
+One tiny synthetic data set, uploaded to the bucket; the first run (`vega3d pipeline run`, as operators type it)
+goes through every stage (offline features, so extract runs too) and prints one line per step, the report and
+the MLflow links; the second, with caching on, must re-execute no stage; a run on broken data must mark its
+MLflow parent run FAILED, print the failed step's log tail and link, and leave nothing half-written in the bucket.
 """
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.local_run import run_local
+from pipelines.local_run import executed_tasks, run_local
 from tests.data.helpers import SMALL_CONFIG
+from tests.operators.pipeline_output import ANSI_ESCAPE, HEADER, pipeline_run, statuses
 from vega3d import storage
 from vega3d.evaluation.report import COLUMNS
 from vega3d.params import pipeline_overrides
@@ -65,14 +68,71 @@ def _bucket_keys(prefix):
     return [key for key in fs.find(path)]
 
 
+def _cli_args(params: dict, tmp_path: Path) -> list[str]:
+    """``vega3d pipeline run`` options for pipeline parameters ``params`` (values as JSON, as -p reads them)."""
+    return [arg for name, value in params.items() for arg in ("-p", f"{name}={json.dumps(value)}")] + [
+        "--pipeline-root", str(tmp_path / "kfp")]
+
+
+def _links(line: str, params: dict, parent) -> None:
+    """The MLflow line: the UI in the model-training view and this run's parent run."""
+    assert line == (f"MLflow: {params['mlflow_uri']}/#/?workflowType=machine_learning  (this run: "
+                    f"{params['mlflow_uri']}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+                    "?workflowType=machine_learning)")
+
+
+def _run_id(result) -> str:
+    """The run id in the first line of `vega3d pipeline run`'s output."""
+    header = HEADER.match(result.stdout.split("\n", 1)[0])
+    assert header, result.stdout[-3000:] + result.stderr[-3000:]
+    return header.group(1)
+
+
+def _assert_operator_output(result, params, parent, report_md) -> Path:
+    """`vega3d pipeline run`'s whole stdout: the header, one line per step (each naming its own log, which holds
+    that step's output), the report, the MLflow links and the summary line. Returns the kfp run folder."""
+    lines = result.stdout.splitlines()
+    run_id, log_dir = HEADER.match(lines[0]).groups()
+    log_dir = Path(log_dir)
+    found = statuses(result.stdout)
+    assert lines[1:1 + len(found)] == [m.group(0) for m in found] and {m.group(1) for m in found} == {"ok"}
+    steps = [m.group(2) for m in found]
+    assert {"setup-run", "prep", "extract", "train", "report", "finalize"} <= set(steps)
+    assert sorted(m.group(3) for m in found if m.group(2) == "evaluate") == sorted(TASKS)
+    logs = [Path(m.group(4)) for m in found]  # numbered in start order; status lines come in finish order
+    assert sorted(int(path.name[:2]) for path in logs) == list(range(1, len(found) + 1))
+    for step, path in zip(steps, logs, strict=True):
+        assert path.parent == log_dir and path.name[3:] == f"{step}.log"
+        text = path.read_text()
+        assert text.count("Executing task") == 1 and f"Executing task '{step}'" in text
+        assert re.search(rf"Wrote executor output file to \S+/{step}/executor_output\.json", text), step
+    train_log = logs[steps.index("train")].read_text()
+    assert "train: 4/4 step (100%)" in train_log and "\r" not in train_log
+    # then the report as report.md holds it, the MLflow links and where kfp's outputs are
+    rest = lines[1 + len(found):]
+    assert rest[0] == "" and rest[1:-2] == report_md.split("\n")  # report.md ends with a newline: a blank line
+    assert len(lines) == 1 + len(found) + 1 + len(report_md.split("\n")) + 2
+    _links(rest[-2], params, parent)
+    summary = re.match(rf"^run {run_id}: (\d+) tasks executed; step outputs under (\S+)$", rest[-1])
+    assert summary, rest[-1]
+    assert ANSI_ESCAPE not in result.stdout and result.stderr == ""
+    run_dir = Path(summary.group(2))
+    assert int(summary.group(1)) == len(executed_tasks(run_dir)) == len(found)
+    return run_dir
+
+
 def test_full_pipeline_then_cached_rerun(pipeline_env):
     params, tmp_path = pipeline_env
-    first = run_local(params, tmp_path / "kfp", enable_caching=True, cached_steps=sorted(STAGE_TASKS))
-    assert {"setup-run", "prep", "extract", "train", "evaluate", "report", "finalize"} <= set(first.executed)
-    assert first.executed.count("evaluate") == 5
+    cached = [arg for step in sorted(STAGE_TASKS) for arg in ("--cache", step)]
+    result = pipeline_run(*_cli_args(params, tmp_path), *cached, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_id = _run_id(result)
+    executed = executed_tasks(tmp_path / "kfp")
+    assert {"setup-run", "prep", "extract", "train", "evaluate", "report", "finalize"} <= set(executed)
+    assert executed.count("evaluate") == 5
 
     client = MlflowClient(params["mlflow_uri"])
-    parent, children = _parent_and_children(client, params["experiment"], first.run_id)
+    parent, children = _parent_and_children(client, params["experiment"], run_id)
     assert parent.info.status == "FINISHED"
     assert set(children) == {"prep", "extract", "train", *(f"eval-{t}" for t in TASKS)}
     assert all(child.info.status == "FINISHED" for child in children.values())
@@ -95,7 +155,8 @@ def test_full_pipeline_then_cached_rerun(pipeline_env):
     written = storage.read_bytes(storage.join(cfg.eval.output_uri, "viewer.html"))
     downloaded = client.download_artifacts(parent.info.run_id, "report/viewer.html", str(tmp_path / "download"))
     assert Path(downloaded).read_bytes() == written
-    kfp_html = [p for p in first.run_dir.rglob("viewer") if p.is_file()]
+    run_dir = _assert_operator_output(result, params, parent, report_md)
+    kfp_html = [p for p in run_dir.rglob("viewer") if p.is_file()]
     assert len(kfp_html) == 1 and kfp_html[0].read_bytes() == written
     assert "| scanqa | 6 |" in report_md  # eval.max_samples=6 records per task in the records summary
     pictures = [a.path for a in client.list_artifacts(parent.info.run_id, "features")]
@@ -109,7 +170,7 @@ def test_full_pipeline_then_cached_rerun(pipeline_env):
     assert not [k for k in keys if ".tmp" in k.rsplit("/", 1)[-1]]
     version = client.get_model_version_by_alias("vega3d", "candidate")
     assert version.tags["vega3d.checkpoint_uri"].startswith(params["storage_root"])
-    _assert_mlflow_as_users_expect(client, params, first.run_id, parent, children, version, report_md)
+    _assert_mlflow_as_users_expect(client, params, run_id, parent, children, version, report_md)
 
     # An identical second run: every stage but the report comes from the cache; the report registers the
     # same checkpoint again, which must reuse the version instead of making a second one.
@@ -172,11 +233,20 @@ def test_failing_step_marks_parent_failed_and_leaves_no_partial_objects(pipeline
     fs, path = storage.filesystem(params["data_uri"])
     depth = sorted(k for k in fs.find(path) if k.endswith(".png") and "posed_images" in k)[0]
     fs.rm(depth)
-    with pytest.raises(RuntimeError, match="failed"):
-        run_local(params, tmp_path / "kfp", run_id="broken-run")
+    result = pipeline_run(*_cli_args(params, tmp_path), "--log-dir", str(tmp_path / "my-logs"), cwd=tmp_path)
+    assert result.returncode == 1
     client = MlflowClient(params["mlflow_uri"])
-    parent, children = _parent_and_children(client, params["experiment"], "broken-run")
+    parent, children = _parent_and_children(client, params["experiment"], _run_id(result))
     assert parent.info.status == "FAILED"
+    # the operator sees prep FAILED, its log's tail (in the log given), the MLflow links, one error/fix pair
+    prep = [m for m in statuses(result.stdout) if m.group(2) == "prep"]
+    assert [m.group(1) for m in prep] == ["FAILED"] and Path(prep[0].group(4)).parent == tmp_path / "my-logs"
+    lines = result.stdout.splitlines()
+    tail_from = lines.index(f"last 20 lines of {prep[0].group(4)}:")
+    assert len(lines) == tail_from + 22 and "PrepError: data root" in "\n".join(lines[tail_from:])
+    _links(lines[-1], params, parent)
+    assert result.stderr.splitlines() == [f"error: pipeline run {_run_id(result)} failed: prep",
+                                          f"  fix: see the step's log: {prep[0].group(4)}"]
     assert children["prep"].info.status == "FAILED"
     assert "train" not in children
     keys = _bucket_keys(params["data_uri"])

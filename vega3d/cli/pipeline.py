@@ -76,6 +76,12 @@ def run_command(
     pipeline_root: Annotated[
         Path, typer.Option(help="Local folder for kfp's step outputs (kfp.local cannot use s3:// here).")
     ] = Path(".demo/kfp"),
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for each step's full log (NN-<step>.log; kfp's own lines in pipeline.log, this "
+                     "command's in run.log); the screen shows one line per step. Default: "
+                     "<pipeline-root>/../logs/<run id>. With -v, kfp's whole output goes to the screen instead."),
+    ] = None,
     cache: CacheOption = None,
     runner: Annotated[
         str, typer.Option(help="subprocess, or docker: every step in the vega3d-cpu image (make images).")
@@ -83,17 +89,34 @@ def run_command(
     settings: dict | None = None,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local (SubprocessRunner, or DockerRunner with
-    --runner docker)."""
-    from pipelines.local_run import run_local
+    --runner docker): one line per finished step, then the report and the MLflow links (or the failed step's
+    log tail)."""
+    import contextlib
+
+    from pipelines.local_run import check_params, new_run_id, run_local
+    from pipelines.outcome import failure_text, run_outcome
+    from vega3d.errors import PipelineFailed
+    from vega3d.logs import current_verbosity, log_to_file
 
     params = {"preset": preset, **parse_params(param or []), **(settings or {})}
     for name, value in (("overrides", overrides), ("data_uri", data_root), ("storage_root", output),
                         ("mlflow_uri", tracking_uri)):
         if value:
             params[name] = value
-    result = run_local(params, pipeline_root, enable_caching=bool(cache), cached_steps=cache or [], runner=runner)
-    typer.echo(f"run {result.run_id}: {len(result.executed)} tasks executed ({', '.join(result.executed)}); "
-               f"step outputs under {result.run_dir}")
+    check_params(params)  # a wrong name or a server that is down: two lines, before anything is written
+    run_id = new_run_id()
+    logs = None if current_verbosity() > 0 else (log_dir or pipeline_root.parent / "logs" / run_id).resolve()
+    if logs:
+        typer.echo(f"run {run_id}: one line per finished step; each step's full log in {logs}")
+    try:
+        with log_to_file(logs / "run.log") if logs else contextlib.nullcontext():
+            result = run_local(params, pipeline_root, enable_caching=bool(cache), cached_steps=cache or [],
+                               run_id=run_id, log_dir=logs, runner=runner)
+    except PipelineFailed as failure:
+        typer.echo("\n".join(filter(None, (failure_text(failure.logs), run_outcome(params, run_id, False).text()))))
+        raise
+    typer.echo(run_outcome(params, run_id).text())
+    typer.echo(f"run {run_id}: {len(result.executed)} tasks executed; step outputs under {result.run_dir}")
 
 
 app.command("submit")(submit_command)

@@ -16,16 +16,17 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vega3d import staging, storage
+from vega3d import staging
 from vega3d.config import SyntheticConfig, load_config
 from vega3d.logs import log_to_file
-from vega3d.mlflow_meta import ui_url
 from vega3d.params import pipeline_overrides
-from vega3d.runs import resolve_run_config
+
+if TYPE_CHECKING:
+    from pipelines.outcome import RunOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +40,9 @@ DEMO_PARAMS = {"preset": "tiny", "max_steps": 4000, "overrides": ["train.per_dev
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo's results are."""
+    """Where the demo's results are: the run's outcome (report and MLflow links) and the tasks it executed."""
 
-    report_markdown: str
-    mlflow_url: str
-    parent_run_url: str
+    outcome: RunOutcome
     executed: list[str]
 
 
@@ -107,6 +106,7 @@ def run_demo(
     Each pipeline step's full log goes to ``<workdir>/logs/<n>-<step>.log`` (named in its status line).
     """
     from pipelines.local_run import run_local
+    from pipelines.outcome import run_outcome
     from vega3d.testing.services import local_services
 
     workdir = workdir.resolve()
@@ -127,27 +127,12 @@ def run_demo(
                       "mlflow_uri": services.mlflow.url, "experiment": DEMO_EXPERIMENT}
         say(f"pipeline  one line per finished step; each step's full log in {workdir / 'logs'}")
         result = run_local(run_params, workdir / "kfp", log_dir=workdir / "logs", runner=runner)
-        cfg = resolve_run_config(
-            params["preset"], demo_overrides(params), run_params["storage_root"], data_uri, services.mlflow.url,
-            DEMO_EXPERIMENT,
-        )
-        markdown = storage.read_text(storage.join(cfg.eval.output_uri, "report.md"))
-        parent_url = _parent_run_url(services.mlflow.url, result.run_id)
-        return DemoResult(markdown, ui_url(services.mlflow.url), parent_url, result.executed)
+        return DemoResult(run_outcome(run_params, result.run_id), result.executed)
 
 
 def demo_overrides(params: dict) -> list[str]:
     """The dotted overrides the pipeline's setup step derives from these pipeline parameters (same order)."""
     return pipeline_overrides(params)
-
-
-def _parent_run_url(mlflow_url: str, run_key: str) -> str:
-    from vega3d.tracking import Tracker
-
-    tracker = Tracker(mlflow_url, safe=False)
-    run_id = tracker.start_pipeline_run(DEMO_EXPERIMENT, run_key, "tiny")
-    experiment_id = tracker.experiment_id(DEMO_EXPERIMENT)
-    return ui_url(mlflow_url, f"experiments/{experiment_id}/runs/{run_id}")
 
 
 def demo_command(
@@ -177,8 +162,7 @@ def demo_command(
             params["overrides"] = [*DEMO_PARAMS["overrides"], f"eval.max_samples={max_samples}"]
         result = run_demo(workdir, keep=keep, params=params, say=typer.echo,
                           runner="docker" if containers else "subprocess")
-    typer.echo("\n" + result.report_markdown)
-    typer.echo(f"MLflow: {result.mlflow_url}  (this run: {result.parent_run_url})")
+    typer.echo(result.outcome.text())
     if keep:
         typer.echo(f"services left running; stop them with `vega3d demo --stop --workdir {workdir}`")
     else:
