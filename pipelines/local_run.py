@@ -43,13 +43,18 @@ def executed_tasks(run_dir: Path) -> list[str]:
 
 
 def check_params(params: dict) -> None:
-    """Fail in seconds, before any step starts, on an unknown parameter name, a given data root that is no data
-    root (``vega3d.data.root``) or an MLflow server that is down."""
+    """Fail in seconds, before any step starts, on an unknown parameter name, a preset or override the config
+    refuses (what setup-run would resolve), a given data root that is no data root (``vega3d.data.root``) or an
+    MLflow server that is down."""
+    from vega3d.config import load_config
     from vega3d.errors import check_names, check_server, require_data_root
+    from vega3d.params import pipeline_overrides
 
-    known = list(inspect.signature(build_pipeline(local=True).pipeline_func).parameters)
+    signature = inspect.signature(build_pipeline(local=True).pipeline_func).parameters
+    known = list(signature)
     check_names(list(params), known, "pipeline parameter",
                 f"use one of: {', '.join(known)}")
+    load_config(str(params.get("preset", signature["preset"].default)), pipeline_overrides(params))
     if params.get("data_uri"):
         require_data_root(str(params["data_uri"]))
     uri = str(params.get("mlflow_uri") or "")

@@ -82,6 +82,10 @@ def as_user_error(error: BaseException) -> UserError | None:
 
     if isinstance(error, ConfigError):
         return UserError(str(error), "fix the preset file or the --set value named above (`--help` lists them)")
+    from vega3d.params import ParamError
+
+    if isinstance(error, ParamError):
+        return UserError(str(error), "give a value of that type (`vega3d pipeline run --help` lists the parameters)")
     from vega3d.tracking import TrackingError
 
     if isinstance(error, TrackingError):  # its message may end with "; <how to fix>"

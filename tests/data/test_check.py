@@ -112,6 +112,15 @@ def test_benchmark_record_with_a_bad_field(root):
     path.write_text(json.dumps(entries))
     problem = _only_problem(root)
     assert problem.path == str(path) and "'description' missing" in problem.problem
+    assert problem.fix == "fix the record or re-create the file" and problem.fix not in problem.problem
+
+
+def test_missing_benchmark_file_says_it_once_with_its_fix(root):
+    path = DataLayout(root).benchmark_path(SCANREFER_FILE, "train")
+    path.unlink()
+    problem = _only_problem(root)
+    assert (problem.path, problem.problem, problem.fix) == (
+        str(path), "file missing", "run `vega3d data synth` or download the benchmark")
 
 
 def test_too_many_predicted_boxes(root):

@@ -1,8 +1,10 @@
 """`vega3d pipeline run` as an operator sees it when a step fails: one line per step, each step's full log in a
 file, the failed step's log tail and one error/fix pair; `-v` streams kfp's whole output instead.
 
-The cheapest real failure: a data root that does not exist passes setup-run and fails in prep (about 15 s
-through kfp.local's subprocess runner, with the finalize exit handler after it). The successful run's output
+The cheapest real failure: an empty data root (its top folders and nothing in them) passes the run's
+parameter check and setup-run and fails in prep, which lists every missing file (about 15 s through kfp.local's
+subprocess runner, with the finalize exit handler after it). A root that does not exist at all is refused before
+any step starts (tests/data/test_root.py). The successful run's output
 is checked in tests/pipeline/test_local_pipeline.py (slow: it trains).
 """
 
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.operators.pipeline_output import ANSI_ESCAPE, HEADER, pipeline_run, statuses
+from vega3d.data.check import check_data_root, format_problems
+from vega3d.data.root import TOP_FOLDERS
 
 # setup-run first, then prep and features-needed (both need only setup-run: either may start first), then the
 # exit handler
@@ -23,7 +27,9 @@ STEPS = {"setup-run": "ok", "features-needed": "ok", "prep": "FAILED", "finalize
 def broken_root_args(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # tracking off: no MLflow link expected
     monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "cache"))
-    return ["--data-root", str(tmp_path / "nope"), "--output", str(tmp_path / "store"),
+    for top in TOP_FOLDERS:
+        (tmp_path / "empty" / top).mkdir(parents=True)
+    return ["--data-root", str(tmp_path / "empty"), "--output", str(tmp_path / "store"),
             "--pipeline-root", str(tmp_path / "kfp")]
 
 
@@ -51,7 +57,9 @@ def test_failed_step_prints_its_status_its_log_tail_and_one_error(tmp_path, brok
     assert "Looking for component `setup_run`" in logs["setup-run"].read_text()
     assert "Task 'setup-run' finished with status SUCCESS" in logs["setup-run"].read_text()
     prep_log = logs["prep"].read_text()
-    assert f"PrepError: data root {tmp_path / 'nope'} has 1 problem(s)" in prep_log
+    problems = check_data_root(tmp_path / "empty")  # what prep finds: every input file missing
+    assert 2 <= len(problems) < 19  # the listing and the exception's line fit the 20-line tail
+    assert f"PrepError: data root {tmp_path / 'empty'} has {len(problems)} problem(s)" in prep_log
     assert "Task 'prep' finished with status FAILURE" in prep_log
     assert '"state": "FAILED"' in logs["finalize"].read_text()  # the exit handler saw the failure
     assert "Running pipeline: 'vega3d'" in (log_dir / "pipeline.log").read_text()
@@ -59,8 +67,10 @@ def test_failed_step_prints_its_status_its_log_tail_and_one_error(tmp_path, brok
     assert lines[5:7] == ["", f"last 20 lines of {logs['prep']}:"]
     tail = lines[7:]
     assert len(tail) == 20 and len(lines) == 27
-    assert tail[-1] == f"      {tmp_path / 'nope'}: data root does not exist -> run `vega3d data synth --root ...` first"
-    assert tail[-2].startswith(f"    vega3d.data.prep.PrepError: data root {tmp_path / 'nope'} has 1 problem(s)")
+    listing = [line.strip() for line in format_problems(problems).splitlines()]
+    assert [line.strip() for line in tail[-len(listing):]] == listing
+    assert tail[-len(listing) - 1].strip().startswith(
+        f"vega3d.data.prep.PrepError: data root {tmp_path / 'empty'} has {len(problems)} problem(s)")
     assert [line.strip() for line in tail] == [line.strip() for line in prep_log.splitlines() if line.strip()][-22:-2]
     # one error/fix pair on stderr naming the step and its log; this process's own log went to run.log
     assert result.stderr.splitlines() == [f"error: pipeline run {run_id} failed: prep",
@@ -107,3 +117,16 @@ def test_outcome_shows_the_report_only_for_an_evaluated_run_and_links_only_with_
     assert run_outcome({**params, "max_steps": 5}, "local-1").text() == ""  # another config: another folder
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")  # not a server: no UI to link
     assert run_outcome(params, "local-1").text() == "\n| method | x |\n| ours | 1.0 |\n"
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--set", "model.fusionx=3"], "error: invalid configuration: model.fusionx: Extra inputs are not permitted (got 3)"),
+    (["-p", "max_steps=abc"], "error: parameter max_steps='abc': expected int (train.max_steps)"),
+])
+def test_a_setting_the_config_refuses_stops_the_run_before_any_step(tmp_path, monkeypatch, args, error):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = pipeline_run(*args, "--pipeline-root", str(tmp_path / "kfp"), cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == error and lines[1].startswith("  fix: ") and len(lines) == 2
+    assert result.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

@@ -282,8 +282,9 @@ def _check_benchmarks(layout: DataLayout, scenes_on_disk: set[str], counts: dict
     for task, split, path, read in benchmark_readers(layout):
         try:
             records = read()
-        except BenchmarkFormatError as error:
-            problems.append(Problem(str(path), str(error).removeprefix(f"{path}: "), RECREATE))
+        except BenchmarkFormatError as error:  # "<path>: <what>; <how to fix>"
+            what, _, fix = str(error).removeprefix(f"{path}: ").rpartition("; ")
+            problems.append(Problem(str(path), what or fix, fix if what else RECREATE))
             continue
         if split == "val" and not records:
             problems.append(Problem(str(path), f"no {task} val records: evaluation would score an empty set",
