@@ -123,9 +123,10 @@ def shade(
     surface = np.where(hit >= 0, hit, num_boxes - hit - 1)
     code = surface * 3 + axis
     floor = (hit == WALL) & (axis == 2)
-    x = origin[0] + depth * rays[0]
-    y = origin[1] + depth * rays[1]
-    checker = np.nan_to_num((np.floor(x * 2.0) + np.floor(y * 2.0)) % 2)  # 0.5 m tiles; no-hit rays -> 0
+    reach = np.where(np.isfinite(depth), depth, 0.0)  # no-hit rays (inf) are never floor: any finite value does
+    x = origin[0] + reach * rays[0]
+    y = origin[1] + reach * rays[1]
+    checker = (np.floor(x * 2.0) + np.floor(y * 2.0)) % 2  # 0.5 m tiles
     code = np.where(floor, (num_boxes + 2) * 3 + checker.astype(np.int32), code)
     return table[code]
 
