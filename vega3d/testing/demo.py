@@ -148,6 +148,8 @@ def demo_command(
     ] = False,
 ) -> None:
     """Run the whole pipeline on this machine: services, synthetic data, tiny models, train, five evaluations."""
+    from pipelines.outcome import failure_text
+    from vega3d.errors import PipelineFailed
     from vega3d.testing.services import stop_recorded_services
 
     if stop:
@@ -160,8 +162,12 @@ def demo_command(
         params: dict = {"max_steps": max_steps}
         if max_samples is not None:
             params["overrides"] = [*DEMO_PARAMS["overrides"], f"eval.max_samples={max_samples}"]
-        result = run_demo(workdir, keep=keep, params=params, say=typer.echo,
-                          runner="docker" if containers else "subprocess")
+        try:
+            result = run_demo(workdir, keep=keep, params=params, say=typer.echo,
+                              runner="docker" if containers else "subprocess")
+        except PipelineFailed as failure:  # the failed step's log tail, as `vega3d pipeline run` shows it
+            typer.echo(failure_text(failure.logs))
+            raise
     typer.echo(result.outcome.text())
     if keep:
         typer.echo(f"services left running; stop them with `vega3d demo --stop --workdir {workdir}`")
