@@ -50,6 +50,11 @@ def output_problem(uri: str) -> str | None:
     return None
 
 
+def file_folders(uris: Sequence[str]) -> list[str]:
+    """The folders (local or remote) that must take a write for these output files."""
+    return [uri.rsplit("/", 1)[0] if storage.is_remote(uri) else str(Path(uri).resolve().parent) for uri in uris]
+
+
 def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
     """Why the MLflow server at ``uri`` cannot be used (``/health`` and one API call), or None."""
     if not uri.startswith(("http://", "https://")):

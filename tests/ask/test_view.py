@@ -137,3 +137,21 @@ def test_question_view_has_no_boxes(checkpoint, prepared_root, tmp_path):
     assert data["texts"][data["columns"]["p"][0]] == answer["answer"]
     assert data["columns"]["gt"] == [[]] and data["columns"]["pred"] == [[]]
     assert data["scenes"][0]["count"] > 1000
+
+
+def test_an_unwritable_view_is_refused_before_the_model_loads(prepared_root, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vega3d.ask.engine import AskEngine
+    from vega3d.cli import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(AskEngine, "load", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    result = CliRunner().invoke(app, ["ask", "--scene", str(scene_dir(prepared_root, SCENE)), "--question", "q",
+                                      "--view", str(blocker / "page.html")])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"error: cannot start, fix these first: output {blocker} is not writable")
+    assert lines[1].startswith("  fix: ") and len(lines) == 2
+    assert blocker.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

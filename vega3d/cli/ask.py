@@ -92,6 +92,9 @@ def ask_command(
         raise typer.BadParameter(str(error)) from None
     if not scene.exists():
         raise typer.BadParameter(f"--scene {scene}: does not exist")
+    from vega3d.preflight import file_folders, preflight
+
+    preflight(file_folders([str(f) for f in (output, view) if f is not None]))  # before the model loads
     engine = AskEngine.load(engine_config(preset, overrides, data_root), checkpoint, tracking_uri)
     (result,) = engine.ask([request])
     if view is not None:
