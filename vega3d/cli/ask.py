@@ -14,13 +14,11 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli.options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import DataRootOption, PresetOption, SetOption, config_from_options
 
 CheckpointOption = Annotated[str | None, typer.Option(
     "--checkpoint", help="Model: a saved model folder, an s3:// folder or models:/<name>@<alias> from the MLflow "
                          "registry (default: model.checkpoint under the data root).")]
-DataRootOption = Annotated[str | None, typer.Option(
-    "--data-root", help="Data root that relative model/generative checkpoints live under (default: data.root).")]
 TrackingOption = Annotated[str | None, typer.Option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI for a models:/ checkpoint.")]
 
@@ -38,10 +36,9 @@ def parse_box(text: str, option: str) -> list[float]:
 
 def engine_config(preset: str, overrides: list[str] | None, data_root: str | None):
     """The config of ``--preset``/``--set``/``--data-root`` (a usage error names a bad field)."""
-    sets = list(overrides or [])
-    if data_root is not None:
-        sets.append(f"data.root={data_root if '://' in data_root else Path(data_root).resolve()}")
-    return config_from_options(preset, sets)
+    if data_root is not None and "://" not in data_root:
+        data_root = str(Path(data_root).resolve())  # relative checkpoints resolve under it, not the staging root
+    return config_from_options(preset, overrides, data_root)
 
 
 def ask_command(

@@ -38,8 +38,7 @@ def extract_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the tqdm progress bar.")] = True,
 ) -> None:
     """Extract the generative features of every sampled frame list of every scene (existing keys are skipped)."""
-    sets = [*(overrides or []), *([f"data.root={data_root}"] if data_root else [])]
-    cfg = config_from_options(preset, sets).with_paths_under_root()
+    cfg = config_from_options(preset, overrides, data_root).with_paths_under_root()
     from vega3d.generative.extract import default_store_uri
 
     uri = output or store or default_store_uri(cfg)

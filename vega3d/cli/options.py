@@ -53,12 +53,13 @@ def hidden_alias(flag: str, instead: str) -> Any:
     return typer.Option(flag, hidden=True, help=f"Old spelling of {instead}.")
 
 
-def config_from_options(preset: str, overrides: list[str] | None) -> Vega3DConfig:
-    """The config of ``--preset`` and ``--set``; an invalid one raises ``ConfigError`` naming the field, which
-    the command line shows as two lines with exit code 2 (``vega3d.errors``)."""
+def config_from_options(preset: str, overrides: list[str] | None, data_root: str | None = None) -> Vega3DConfig:
+    """The config of ``--preset``, ``--set`` and ``--data-root`` (applied last, as ``data.root=``); an invalid one
+    raises ``ConfigError`` naming the field, which the command line shows as two lines with exit code 2
+    (``vega3d.errors``)."""
     from vega3d.config import load_config
 
-    return load_config(preset, overrides or [])
+    return load_config(preset, [*(overrides or []), *([f"data.root={data_root}"] if data_root else [])])
 
 
 def parse_params(items: list[str]) -> dict:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from vega3d.ask.serve import AskModel, Limits, run_server
-from vega3d.cli.ask import CheckpointOption, DataRootOption, TrackingOption, engine_config
-from vega3d.cli.options import PresetOption, SetOption
+from vega3d.cli.ask import CheckpointOption, TrackingOption, engine_config
+from vega3d.cli.options import DataRootOption, PresetOption, SetOption
 
 
 def serve_command(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vega3d.cli.options import PresetOption, SetOption, config_from_options
+from vega3d.cli.options import DataRootOption, PresetOption, SetOption, config_from_options
 
 visualize_app = typer.Typer(help="Pictures of generative features.", no_args_is_help=True)
 
@@ -14,7 +14,7 @@ visualize_app = typer.Typer(help="Pictures of generative features.", no_args_is_
 def view_command(
     preset: PresetOption = "tiny",
     overrides: SetOption = None,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Prepared data root (default: data.root).")] = None,
+    data_root: DataRootOption = None,
     eval_uri: Annotated[str | None, typer.Option(
         "--eval", help="Evaluation output holding <task>/predictions.jsonl (default: eval.output_uri).")] = None,
     output: Annotated[str | None, typer.Option(
@@ -29,8 +29,7 @@ def view_command(
     from vega3d.evaluation.tasks import ScoreSettings
     from vega3d.viewer.html import DEFAULT_POINTS, write_viewer
 
-    sets = list(overrides or []) + ([f"data.root={data_root}"] if data_root else [])
-    cfg = config_from_options(preset, sets)
+    cfg = config_from_options(preset, overrides, data_root)
     source = eval_uri or cfg.eval.output_uri
     target = output or storage.join(source, "viewer.html")
     settings = ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,
@@ -51,7 +50,7 @@ def features_command(
     scene: Annotated[str, typer.Option("--scene", help="Scene id, e.g. scene0011_00.")],
     preset: PresetOption = "tiny",
     overrides: SetOption = None,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: data.root).")] = None,
+    data_root: DataRootOption = None,
     encoder: Annotated[str | None, typer.Option(
         "--encoder", help="Generative encoder id of the registry (default: generative.backbone), e.g. wan_t2v, sd21, dinov3.")] = None,
     frames: Annotated[int, typer.Option("--frames", min=2, help="Frames to draw (the first N of the sampled list).")] = 4,
@@ -72,9 +71,8 @@ def features_command(
     from vega3d.generative.registry import build_encoder
     from vega3d.viewer.features import encoder_pictures, stored_pictures, write_pictures
 
-    sets = list(overrides or []) + [f"{key}={value}" for key, value in
-                                    (("data.root", data_root), ("generative.backbone", encoder)) if value]
-    cfg = config_from_options(preset, sets).with_paths_under_root()
+    sets = [*(overrides or []), *([f"generative.backbone={encoder}"] if encoder else [])]
+    cfg = config_from_options(preset, sets, data_root).with_paths_under_root()
     query = None
     if patch is not None:
         try:
