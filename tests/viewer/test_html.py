@@ -93,3 +93,21 @@ def test_eval_all_writes_the_viewer_beside_the_report(viewer_root, eval_output, 
     assert f"viewer: {scored / 'viewer.html'}" in result.output
     items = embedded_data((scored / "viewer.html").read_text())["items"]
     assert len(items) == sum(counts.values())  # every scored record, as `vega3d view` shows them
+
+
+def test_view_refuses_a_wrong_data_root_and_an_empty_eval_folder_in_one_error_each(tmp_path, monkeypatch, caplog):
+    from typer.testing import CliRunner
+
+    from vega3d.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    wrong = CliRunner().invoke(app, ["view", "--data-root", str(tmp_path / "nope")])
+    assert wrong.exit_code == 2
+    assert wrong.stderr.splitlines()[0] == f"error: data root {tmp_path / 'nope'} does not exist"
+    for top in ("scannet", "processed"):
+        (tmp_path / "root" / top).mkdir(parents=True)
+    empty = CliRunner().invoke(app, ["view", "--data-root", str(tmp_path / "root"), "--eval", "evals"])
+    assert empty.exit_code == 2
+    lines = empty.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"error: Invalid value: {tmp_path / 'evals'}: no <task>/predictions")
+    assert [r for r in caplog.records if r.name == "vega3d.viewer.html"] == []  # no warning per task: nothing at all

@@ -26,10 +26,13 @@ def view_command(
 ) -> None:
     """Write the self-contained 3D viewer of an evaluation (one HTML file, opens with no network)."""
     from vega3d import storage
+    from vega3d.data.root import EVAL_FOLDERS
+    from vega3d.errors import require_data_root
     from vega3d.evaluation.tasks import ScoreSettings
     from vega3d.viewer.html import DEFAULT_POINTS, write_viewer
 
     cfg = config_from_options(preset, overrides, data_root)
+    require_data_root(cfg.data.root, EVAL_FOLDERS)  # records and point clouds come from it
     source = eval_uri or cfg.eval.output_uri
     target = output or storage.join(source, "viewer.html")
     settings = ScoreSettings(multi3drefer_threshold=cfg.model.multi3drefer_threshold,

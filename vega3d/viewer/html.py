@@ -171,10 +171,11 @@ def collect_items(data_root: str | Path, eval_uri: str, tasks: Sequence[str], se
 
     items: list[dict[str, Any]] = []
     metrics: dict[str, dict[str, float]] = {}
+    absent: list[tuple[str, str]] = []  # (uri, task): warned about once some task has predictions
     for task in tasks:
         uri = storage.join(eval_uri, task, "predictions.jsonl")
         if not storage.exists(uri):
-            logger.warning("%s: no predictions; %s is left out of the viewer", uri, task)
+            absent.append((uri, task))
             continue
         records = task_lib.load_records(str(data_root), task)[:max_samples]
         pset = load_predictions(task, uri, [r["id"] for r in records])
@@ -186,7 +187,10 @@ def collect_items(data_root: str | Path, eval_uri: str, tasks: Sequence[str], se
         gt_boxes = json.loads(boxes.read_text()) if boxes.is_file() else {}
         items.extend(task_items(result, records, pset.by_id, gt_boxes)[:max_records])
     if not items:
-        raise FileNotFoundError(f"{eval_uri}: no <task>/predictions.jsonl of {list(tasks)}; run `vega3d eval` first")
+        shown = eval_uri if storage.is_remote(eval_uri) else str(Path(eval_uri).resolve())
+        raise FileNotFoundError(f"{shown}: no <task>/predictions.jsonl of {list(tasks)}; run `vega3d eval` first")
+    for uri, task in absent:
+        logger.warning("%s: no predictions; %s is left out of the viewer", uri, task)
     return items, metrics
 
 
